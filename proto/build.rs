@@ -1,0 +1,17 @@
+//! Compiles `settingssync/v1/*.proto` with protox (pure Rust), so no system
+//! `protoc` is needed, and keeps the descriptor set for gRPC reflection.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["settingssync/v1/settings_sync.proto"];
+    for file in &files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(files, ["."])?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("settingssync_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
+    tonic_prost_build::configure().compile_fds(descriptors)?;
+    Ok(())
+}

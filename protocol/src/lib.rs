@@ -1,0 +1,22 @@
+//! The settings-sync protocol rules, free of I/O.
+//!
+//! A document is a Lamport-timestamped last-writer-wins register: every write
+//! carries a [`Stamp`] `(clock, writer)`, stamps are totally ordered, and the
+//! backend keeps whichever write has the larger stamp. See `docs/protocol.md`.
+//!
+//! - [`stamp`]: clocks, writer ids and the total order on stamps.
+//! - [`value`]: document values (a JSON object, or a tombstone).
+//! - [`merge`]: the backend's merge and its decision.
+//! - [`replica`]: the client half: local edits and the adopt rule.
+//! - [`contains`]: JSON containment, the filter of the `Query` read.
+
+pub mod contains;
+pub mod merge;
+pub mod replica;
+pub mod stamp;
+pub mod value;
+
+pub use merge::{Decision, MergeError, MergePolicy, Versioned, merge};
+pub use replica::Replica;
+pub use stamp::{Clock, ClockError, Stamp, WriterId, WriterIdError};
+pub use value::{Value, ValueError, ValueLimits};

@@ -1,0 +1,216 @@
+//! Document values: a JSON object, or a tombstone (JSON `null`).
+//!
+//! Values are kept as parsed JSON so that two spellings of the same object
+//! (key order, white space) are the same value; `canonical()` is the one text
+//! form stores and the wire use.
+
+use serde_json::Map;
+
+/// A settings document's content. `None` is a tombstone: a delete that
+/// merges like any other write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Value(Option<Map<String, serde_json::Value>>);
+
+/// Bounds on what a caller may store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueLimits {
+    /// Largest accepted JSON text, in bytes.
+    pub max_bytes: usize,
+    /// Deepest accepted nesting of arrays and objects (the top object is 1).
+    pub max_depth: usize,
+}
+
+impl Default for ValueLimits {
+    fn default() -> Self {
+        ValueLimits {
+            max_bytes: 64 * 1024,
+            max_depth: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("value is {size} bytes, more than the limit of {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    #[error("value nests deeper than the limit of {max} levels")]
+    TooDeep { max: usize },
+    #[error("value is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("value must be a JSON object or null, got {0}")]
+    NotAnObject(&'static str),
+}
+
+impl Value {
+    pub const TOMBSTONE: Value = Value(None);
+
+    /// Parses JSON text from a caller, enforcing `limits` before and after
+    /// parsing (the depth check runs on the text so a hostile nesting can not
+    /// exhaust the parser's stack).
+    pub fn parse(text: &str, limits: ValueLimits) -> Result<Self, ValueError> {
+        if text.len() > limits.max_bytes {
+            return Err(ValueError::TooLarge {
+                size: text.len(),
+                max: limits.max_bytes,
+            });
+        }
+        if nesting_depth(text) > limits.max_depth {
+            return Err(ValueError::TooDeep {
+                max: limits.max_depth,
+            });
+        }
+        let parsed: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ValueError::NotJson(e.to_string()))?;
+        Self::from_json(parsed)
+    }
+
+    /// A value from already-parsed JSON (a store row, a test). Not limit-checked.
+    pub fn from_json(json: serde_json::Value) -> Result<Self, ValueError> {
+        match json {
+            serde_json::Value::Null => Ok(Value(None)),
+            serde_json::Value::Object(map) => Ok(Value(Some(map))),
+            other => Err(ValueError::NotAnObject(kind(&other))),
+        }
+    }
+
+    pub fn object(map: Map<String, serde_json::Value>) -> Self {
+        Value(Some(map))
+    }
+
+    pub fn is_tombstone(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub fn as_object(&self) -> Option<&Map<String, serde_json::Value>> {
+        self.0.as_ref()
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        match &self.0 {
+            None => serde_json::Value::Null,
+            Some(map) => serde_json::Value::Object(map.clone()),
+        }
+    }
+
+    /// The one text form: compact, keys sorted (serde_json's default map is
+    /// ordered), `null` for a tombstone.
+    pub fn canonical(&self) -> String {
+        self.to_json().to_string()
+    }
+}
+
+fn kind(json: &serde_json::Value) -> &'static str {
+    match json {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Deepest bracket nesting in JSON text, skipping brackets inside strings.
+/// Runs before parsing, so it must tolerate malformed input.
+fn nesting_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: ValueLimits = ValueLimits {
+        max_bytes: 64,
+        max_depth: 3,
+    };
+
+    #[test]
+    fn spellings_of_one_object_are_one_value() {
+        let a = Value::parse(r#"{"b": 1, "a": [true]}"#, LIMITS).unwrap();
+        let b = Value::parse(r#"{"a":[true],"b":1}"#, LIMITS).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.canonical(), r#"{"a":[true],"b":1}"#);
+    }
+
+    #[test]
+    fn null_is_a_tombstone() {
+        let v = Value::parse("null", LIMITS).unwrap();
+        assert!(v.is_tombstone());
+        assert_eq!(v.canonical(), "null");
+    }
+
+    #[test]
+    fn only_objects_and_null_are_values() {
+        assert_eq!(
+            Value::parse("[1]", LIMITS),
+            Err(ValueError::NotAnObject("an array"))
+        );
+        assert_eq!(
+            Value::parse("\"x\"", LIMITS),
+            Err(ValueError::NotAnObject("a string"))
+        );
+        assert!(matches!(
+            Value::parse("{", LIMITS),
+            Err(ValueError::NotJson(_))
+        ));
+        assert!(matches!(
+            Value::parse("", LIMITS),
+            Err(ValueError::NotJson(_))
+        ));
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let big = format!(r#"{{"a":"{}"}}"#, "x".repeat(64));
+        assert!(matches!(
+            Value::parse(&big, LIMITS),
+            Err(ValueError::TooLarge { .. })
+        ));
+        assert_eq!(
+            Value::parse(r#"{"a":{"b":{"c":{}}}}"#, LIMITS),
+            Err(ValueError::TooDeep { max: 3 })
+        );
+        assert!(Value::parse(r#"{"a":{"b":{}}}"#, LIMITS).is_ok());
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count_as_nesting() {
+        assert!(Value::parse(r#"{"a":"[[[[\"{{{{"}"#, LIMITS).is_ok());
+    }
+
+    #[test]
+    fn hostile_nesting_is_rejected_without_parsing() {
+        let deep = "[".repeat(100_000);
+        let limits = ValueLimits {
+            max_bytes: 1 << 20,
+            max_depth: 32,
+        };
+        assert_eq!(
+            Value::parse(&deep, limits),
+            Err(ValueError::TooDeep { max: 32 })
+        );
+    }
+}
