@@ -8,3 +8,5 @@ pub mod v1 {
 /// Encoded `FileDescriptorSet` of every `.proto` in this crate.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/settingssync_descriptor.bin"));
+
+pub mod convert;

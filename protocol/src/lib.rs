@@ -4,6 +4,8 @@
 //! carries a [`Stamp`] `(clock, writer)`, stamps are totally ordered, and the
 //! backend keeps whichever write has the larger stamp. See `docs/protocol.md`.
 //!
+//! - [`document`]: a stored document with its revision.
+//! - [`key`]: document keys `(tenant, owner, name)`.
 //! - [`stamp`]: clocks, writer ids and the total order on stamps.
 //! - [`value`]: document values (a JSON object, or a tombstone).
 //! - [`merge`]: the backend's merge and its decision.
@@ -11,11 +13,15 @@
 //! - [`contains`]: JSON containment, the filter of the `Query` read.
 
 pub mod contains;
+pub mod document;
+pub mod key;
 pub mod merge;
 pub mod replica;
 pub mod stamp;
 pub mod value;
 
+pub use document::Document;
+pub use key::{DocumentKey, Id, IdError};
 pub use merge::{Decision, MergeError, MergePolicy, Versioned, merge};
 pub use replica::Replica;
 pub use stamp::{Clock, ClockError, Stamp, WriterId, WriterIdError};

@@ -1,1 +1,16 @@
-//! placeholder
+//! The settings-sync service.
+//!
+//! - [`store`]: documents in PostgreSQL or SQLite behind one trait.
+//! - [`api`]: the `settingssync.v1.SettingsSync` gRPC service: parses
+//!   requests into domain types, calls the store, maps errors to statuses.
+//! - [`server`]: binds, serves with health and reflection, shuts down gracefully.
+//! - [`config`]: command line and environment.
+//! - [`cli`]: the small client subcommands (`get`, `put`, `query`).
+//! - [`telemetry`]: the tracing subscriber.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod server;
+pub mod store;
+pub mod telemetry;

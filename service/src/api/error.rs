@@ -1,0 +1,61 @@
+//! The one mapping from service errors to gRPC statuses.
+
+use settings_sync_proto::convert::WireError;
+use settings_sync_protocol::{MergeError, ValueError};
+use tonic::{Code, Status};
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("document {0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Status {
+        match &error {
+            ApiError::Wire(WireError::Value(ValueError::TooLarge { .. })) => {
+                Status::resource_exhausted(error.to_string())
+            }
+            ApiError::Wire(_) | ApiError::BadRequest(_) => {
+                Status::invalid_argument(error.to_string())
+            }
+            ApiError::NotFound(_) => Status::not_found(error.to_string()),
+            ApiError::Store(StoreError::Merge(merge)) => match merge {
+                MergeError::ConflictingContent(_) | MergeError::ClockJump { .. } => {
+                    Status::failed_precondition(merge.to_string())
+                }
+            },
+            ApiError::Store(StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %error_chain(&error), "database unavailable");
+                Status::new(
+                    Code::Unavailable,
+                    "the database is unavailable; retry later",
+                )
+            }
+            ApiError::Store(_) => {
+                // Never leak SQL or row contents to the caller: log, answer opaquely.
+                tracing::error!(error = %error_chain(&error), "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,151 @@
+//! The `settingssync.v1.SettingsSync` gRPC service over any [`DocumentStore`].
+
+mod error;
+mod query;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use settings_sync_proto::convert::{parse_key, parse_write};
+use settings_sync_proto::v1;
+use settings_sync_proto::v1::settings_sync_server::SettingsSync;
+use settings_sync_protocol::{Decision, MergePolicy, ValueLimits};
+use tonic::{Request, Response, Status};
+
+pub use error::ApiError;
+
+use crate::store::DocumentStore;
+
+/// Request limits the service enforces before touching the store.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub value: ValueLimits,
+    pub merge: MergePolicy,
+    pub max_batch_keys: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            value: ValueLimits::default(),
+            merge: MergePolicy::default(),
+            max_batch_keys: 100,
+        }
+    }
+}
+
+pub struct SyncApi<S> {
+    store: Arc<S>,
+    limits: Limits,
+}
+
+impl<S: DocumentStore> SyncApi<S> {
+    pub fn new(store: Arc<S>, limits: Limits) -> Self {
+        SyncApi { store, limits }
+    }
+}
+
+fn decision(decision: Decision) -> v1::Decision {
+    match decision {
+        Decision::Applied => v1::Decision::Applied,
+        Decision::Stale => v1::Decision::Stale,
+        Decision::Unchanged => v1::Decision::Unchanged,
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<S: DocumentStore> SettingsSync for SyncApi<S> {
+    #[tracing::instrument(skip_all, fields(rpc = "Sync", decision = tracing::field::Empty))]
+    async fn sync(
+        &self,
+        request: Request<v1::SyncRequest>,
+    ) -> Result<Response<v1::SyncResponse>, Status> {
+        let request = request.into_inner();
+        let key = parse_key(request.key).map_err(ApiError::from)?;
+        let write = parse_write(&request.value_json, request.stamp, self.limits.value)
+            .map_err(ApiError::from)?;
+        let outcome = self
+            .store
+            .sync(&key, &write, self.limits.merge)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::Span::current().record("decision", outcome.decision.as_str());
+        Ok(Response::new(v1::SyncResponse {
+            document: Some((&outcome.document).into()),
+            decision: decision(outcome.decision).into(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "Get"))]
+    async fn get(
+        &self,
+        request: Request<v1::GetRequest>,
+    ) -> Result<Response<v1::GetResponse>, Status> {
+        let key = parse_key(request.into_inner().key).map_err(ApiError::from)?;
+        let document = self.store.get(&key).await.map_err(ApiError::from)?;
+        let document = document.ok_or_else(|| ApiError::NotFound(key.to_string()))?;
+        Ok(Response::new(v1::GetResponse {
+            document: Some((&document).into()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "BatchGet"))]
+    async fn batch_get(
+        &self,
+        request: Request<v1::BatchGetRequest>,
+    ) -> Result<Response<v1::BatchGetResponse>, Status> {
+        let keys = request.into_inner().keys;
+        if keys.len() > self.limits.max_batch_keys {
+            let message = format!(
+                "at most {} keys per BatchGet, got {}",
+                self.limits.max_batch_keys,
+                keys.len()
+            );
+            return Err(ApiError::BadRequest(message).into());
+        }
+        let keys = keys
+            .into_iter()
+            .map(|k| parse_key(Some(k)))
+            .collect::<Result<Vec<_>, _>>();
+        let keys = keys.map_err(ApiError::from)?;
+        let found = self.store.batch_get(&keys).await.map_err(ApiError::from)?;
+        let missing = keys
+            .iter()
+            .filter(|k| !found.iter().any(|d| &d.key == *k))
+            .map(Into::into)
+            .collect();
+        Ok(Response::new(v1::BatchGetResponse {
+            documents: found.iter().map(Into::into).collect(),
+            missing,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "Query"))]
+    async fn query(
+        &self,
+        request: Request<v1::QueryRequest>,
+    ) -> Result<Response<v1::QueryResponse>, Status> {
+        let spec = query::parse(request.into_inner(), self.limits.value)?;
+        let page = self.store.query(&spec).await.map_err(ApiError::from)?;
+        Ok(Response::new(v1::QueryResponse {
+            documents: page.documents.iter().map(Into::into).collect(),
+            next_page_token: page
+                .next_after_owner
+                .as_ref()
+                .map(query::page_token)
+                .unwrap_or_default(),
+        }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        _request: Request<v1::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("Watch is not available yet"))
+    }
+}

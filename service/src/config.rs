@@ -1,0 +1,124 @@
+//! Command line and environment. Every flag has an environment variable,
+//! so a deployment configures the server without a command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use settings_sync_protocol::{MergePolicy, ValueLimits};
+
+use crate::api::Limits;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "settings-sync",
+    version,
+    about = "Keeps per-user settings documents consistent."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Print one document.
+    Get(crate::cli::GetArgs),
+    /// Write a document, as a client would, and print the outcome.
+    Put(crate::cli::PutArgs),
+    /// List documents whose value contains a JSON fragment.
+    Query(crate::cli::QueryArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// `postgres://…` or `sqlite://…`. Default: SQLite in --data-dir.
+    #[arg(long, env = "SETTINGS_SYNC_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory of the embedded SQLite database when no URL is given.
+    #[arg(
+        long,
+        env = "SETTINGS_SYNC_DATA_DIR",
+        default_value = "settings-sync-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Connections in the database pool.
+    #[arg(long, env = "SETTINGS_SYNC_DB_POOL_SIZE", default_value_t = 10)]
+    pub db_pool_size: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the gRPC port (port 0 picks a free one).
+    #[arg(long, env = "SETTINGS_SYNC_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Do not migrate at start (a deployment that runs `migrate` once per version).
+    #[arg(long, env = "SETTINGS_SYNC_SKIP_MIGRATIONS")]
+    pub skip_migrations: bool,
+    /// Largest accepted document, in bytes of JSON.
+    #[arg(long, env = "SETTINGS_SYNC_MAX_DOCUMENT_BYTES", default_value_t = 64 * 1024)]
+    pub max_document_bytes: usize,
+    /// Deepest accepted nesting of JSON arrays and objects.
+    #[arg(long, env = "SETTINGS_SYNC_MAX_JSON_DEPTH", default_value_t = 32)]
+    pub max_json_depth: usize,
+    /// How far one write may move a document's clock forward.
+    #[arg(
+        long,
+        env = "SETTINGS_SYNC_MAX_CLOCK_JUMP",
+        default_value_t = 1_000_000
+    )]
+    pub max_clock_jump: u64,
+    /// Most keys in one BatchGet.
+    #[arg(long, env = "SETTINGS_SYNC_MAX_BATCH_KEYS", default_value_t = 100)]
+    pub max_batch_keys: usize,
+    /// How often readiness checks the database, in milliseconds.
+    #[arg(long, env = "SETTINGS_SYNC_HEALTH_INTERVAL_MS", default_value_t = 1000)]
+    pub health_interval_ms: u64,
+    /// How long in-flight requests may take to finish after SIGTERM, in seconds.
+    #[arg(
+        long,
+        env = "SETTINGS_SYNC_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 30
+    )]
+    pub shutdown_grace_seconds: u64,
+}
+
+impl DatabaseArgs {
+    /// The URL to open: the given one, or the embedded default.
+    pub fn url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("settings.db").display()),
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            value: ValueLimits {
+                max_bytes: self.max_document_bytes,
+                max_depth: self.max_json_depth,
+            },
+            merge: MergePolicy {
+                max_clock_jump: self.max_clock_jump,
+            },
+            max_batch_keys: self.max_batch_keys,
+        }
+    }
+
+    pub fn health_interval(&self) -> Duration {
+        Duration::from_millis(self.health_interval_ms.max(10))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+}

@@ -1,0 +1,175 @@
+//! Binds the port, serves the API with health and reflection, and shuts
+//! down gracefully: on the shutdown signal the health service turns
+//! NOT_SERVING, the listener closes, and in-flight requests finish within
+//! the grace period.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use settings_sync_proto::v1::settings_sync_server::SettingsSyncServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::api::SyncApi;
+use crate::config::ServeArgs;
+use crate::store::{DocumentStore, PostgresStore, SqliteStore};
+
+/// The name readiness probes ask the health service about. It is SERVING
+/// only while the database answers; the overall status "" stays SERVING
+/// while the process serves, for liveness.
+pub const SERVICE_NAME: &str = "settingssync.v1.SettingsSync";
+
+/// Largest gRPC message accepted: room for a batch of maximal documents.
+const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+pub struct Application {
+    listener: TcpListener,
+    routes: Routes,
+    health: HealthReporter,
+    health_task: JoinHandle<()>,
+    grace: Duration,
+}
+
+impl Application {
+    /// Opens the store (migrating unless told not to) and binds the port.
+    pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
+        let url = args.database.url();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let store = PostgresStore::connect_lazy(&url, args.database.db_pool_size)?;
+            if !args.skip_migrations {
+                store
+                    .migrate()
+                    .await
+                    .context("migrating the PostgreSQL database")?;
+            }
+            Self::with_store(store, args).await
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            create_parent_dir(path)?;
+            let store = SqliteStore::open(&url, args.database.db_pool_size)
+                .await
+                .with_context(|| format!("opening the SQLite database {path}"))?;
+            Self::with_store(store, args).await
+        } else {
+            anyhow::bail!("--database-url must start with postgres://, postgresql:// or sqlite://")
+        }
+    }
+
+    async fn with_store<S: DocumentStore>(store: S, args: &ServeArgs) -> anyhow::Result<Self> {
+        let store = Arc::new(store);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_service_status("", ServingStatus::Serving).await;
+        let health_task = tokio::spawn(watch_readiness(
+            store.clone(),
+            health.clone(),
+            args.health_interval(),
+        ));
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(settings_sync_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let api = SettingsSyncServer::new(SyncApi::new(store, args.limits()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let routes = Routes::new(api)
+            .add_service(health_service)
+            .add_service(reflection);
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        Ok(Application {
+            listener,
+            routes,
+            health,
+            health_task,
+            grace: args.shutdown_grace(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then drains.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            routes,
+            health,
+            health_task,
+            grace,
+        } = self;
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            health_task.abort();
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            health
+                .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+                .await;
+            tracing::info!(
+                grace_seconds = grace.as_secs(),
+                "shutting down: draining in-flight requests"
+            );
+            let _ = stopping_tx.send(());
+        };
+        let serve = tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        tokio::pin!(serve);
+        tokio::select! {
+            result = &mut serve => result.context("serving gRPC")?,
+            () = async { if stopping_rx.await.is_ok() { tokio::time::sleep(grace).await } else { std::future::pending().await } } => {
+                tracing::warn!("grace period over: dropping requests still in flight");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Keeps the service's health status in step with the database.
+async fn watch_readiness<S: DocumentStore>(
+    store: Arc<S>,
+    health: HealthReporter,
+    interval: Duration,
+) {
+    let mut serving = None;
+    loop {
+        let ok = store.ping().await.is_ok();
+        if serving != Some(ok) {
+            let status = if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            tracing::info!(database_reachable = ok, "readiness changed");
+            health.set_service_status(SERVICE_NAME, status).await;
+            serving = Some(ok);
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+fn create_parent_dir(path: &str) -> anyhow::Result<()> {
+    let path = path.split('?').next().unwrap_or(path);
+    if let Some(parent) = std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    Ok(())
+}

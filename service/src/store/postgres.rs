@@ -1,0 +1,171 @@
+//! PostgreSQL: the production store, shared by any number of replicas.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use settings_sync_protocol::{Clock, Document, DocumentKey, MergePolicy, Versioned};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use super::row::{Row, jump_param, value_param};
+use super::{DocumentStore, QueryPage, QuerySpec, StoreError, SyncOutcome, merge_guarded};
+
+macro_rules! columns {
+    () => {
+        "tenant, owner, name, value::text AS value, clock, writer, revision, updated_at"
+    };
+}
+
+/// The merge: insert, or overwrite only a row whose stamp is smaller and
+/// whose clock the write does not jump too far past. One statement, so it
+/// is atomic under any number of concurrent replicas.
+const UPSERT: &str = "
+INSERT INTO documents AS d (tenant, owner, name, value, clock, writer, revision, updated_at)
+VALUES ($1, $2, $3, $4::jsonb, $5, $6, nextval('document_revisions'), $7)
+ON CONFLICT (tenant, owner, name) DO UPDATE
+SET value = EXCLUDED.value, clock = EXCLUDED.clock, writer = EXCLUDED.writer,
+    revision = EXCLUDED.revision, updated_at = EXCLUDED.updated_at
+WHERE (d.clock, d.writer) < (EXCLUDED.clock, EXCLUDED.writer)
+  AND EXCLUDED.clock - d.clock <= $8
+RETURNING tenant, owner, name, value::text AS value, clock, writer, revision, updated_at";
+
+/// The merge for a write whose clock is beyond the jump limit from zero: it
+/// may update an existing document but never create one.
+const UPDATE_ONLY: &str = "
+UPDATE documents AS d
+SET value = $4::jsonb, clock = $5, writer = $6,
+    revision = nextval('document_revisions'), updated_at = $7
+WHERE tenant = $1 AND owner = $2 AND name = $3
+  AND (d.clock, d.writer) < ($5::bigint, $6::text COLLATE \"C\")
+  AND $5 - d.clock <= $8
+RETURNING tenant, owner, name, value::text AS value, clock, writer, revision, updated_at";
+
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects lazily: the server starts and reports NOT_SERVING while the
+    /// database is unreachable, and recovers by itself when it returns.
+    pub fn connect_lazy(url: &str, pool_size: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy(url)
+            .map_err(StoreError::Database)?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Runs pending migrations. sqlx holds a PostgreSQL advisory lock while
+    /// it migrates, so replicas starting together migrate exactly once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::Migrate)
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn apply(
+        &self,
+        key: &DocumentKey,
+        write: &Versioned,
+        policy: MergePolicy,
+    ) -> Result<Option<Document>, StoreError> {
+        // A write that could not create a document must not try to.
+        let statement = if write.stamp.clock.get() <= policy.clock_ceiling(Clock::ZERO) {
+            UPSERT
+        } else {
+            UPDATE_ONLY
+        };
+        let row: Option<Row> = sqlx::query_as(statement)
+            .bind(key.tenant.as_str())
+            .bind(key.owner.as_str())
+            .bind(key.name.as_str())
+            .bind(value_param(&write.value))
+            .bind(i64::from(write.stamp.clock))
+            .bind(write.stamp.writer.as_str())
+            .bind(Utc::now())
+            .bind(jump_param(policy.max_clock_jump))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Document::try_from).transpose()
+    }
+}
+
+impl DocumentStore for PostgresStore {
+    async fn sync(
+        &self,
+        key: &DocumentKey,
+        write: &Versioned,
+        policy: MergePolicy,
+    ) -> Result<SyncOutcome, StoreError> {
+        merge_guarded(
+            key,
+            write,
+            policy,
+            || self.apply(key, write, policy),
+            || self.get(key),
+        )
+        .await
+    }
+
+    async fn get(&self, key: &DocumentKey) -> Result<Option<Document>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM documents WHERE tenant = $1 AND owner = $2 AND name = $3"
+        );
+        let row: Option<Row> = sqlx::query_as(sql)
+            .bind(key.tenant.as_str())
+            .bind(key.owner.as_str())
+            .bind(key.name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Document::try_from).transpose()
+    }
+
+    async fn batch_get(&self, keys: &[DocumentKey]) -> Result<Vec<Document>, StoreError> {
+        let column = |part: fn(&DocumentKey) -> &str| keys.iter().map(part).collect::<Vec<_>>();
+        let sql = concat!("SELECT ", columns!(), " FROM documents
+             WHERE (tenant, owner, name) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))");
+        let rows: Vec<Row> = sqlx::query_as(sql)
+            .bind(column(|k| k.tenant.as_str()))
+            .bind(column(|k| k.owner.as_str()))
+            .bind(column(|k| k.name.as_str()))
+            .fetch_all(&self.pool)
+            .await?;
+        let found = rows
+            .into_iter()
+            .map(Document::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(super::in_key_order(keys, found))
+    }
+
+    async fn query(&self, spec: &QuerySpec) -> Result<QueryPage, StoreError> {
+        let sql = concat!("SELECT ", columns!(), " FROM documents
+             WHERE tenant = $1 AND name = $2 AND value IS NOT NULL AND owner > $3 AND value @> $4::jsonb
+             ORDER BY owner LIMIT $5");
+        let rows: Vec<Row> = sqlx::query_as(sql)
+            .bind(spec.tenant.as_str())
+            .bind(spec.name.as_str())
+            .bind(spec.after_owner.as_ref().map_or("", |o| o.as_str()))
+            .bind(spec.filter.to_string())
+            .bind(i64::try_from(spec.limit + 1).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        let documents = rows
+            .into_iter()
+            .map(Document::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(QueryPage::from_overfetch(documents, spec.limit))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
