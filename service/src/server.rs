@@ -61,10 +61,15 @@ impl Application {
         }
     }
 
-    async fn with_store<S: DocumentStore>(store: S, args: &ServeArgs) -> anyhow::Result<Self> {
+    /// Serves `store` with the limits and address of `args` (no migration).
+    pub async fn with_store<S: DocumentStore>(store: S, args: &ServeArgs) -> anyhow::Result<Self> {
         let store = Arc::new(store);
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_service_status("", ServingStatus::Serving).await;
+        // Not ready until the first database check passes.
+        health
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
         let health_task = tokio::spawn(watch_readiness(
             store.clone(),
             health.clone(),

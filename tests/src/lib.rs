@@ -1,1 +1,35 @@
-//! placeholder
+//! Helpers shared by the end-to-end suites: throw-away databases and real
+//! servers on port 0.
+//!
+//! - [`postgres`]: a fresh, empty database per test in the cluster that
+//!   `scripts/postgres.sh` started (`SETTINGS_SYNC_TEST_DATABASE_URL`).
+//! - [`server`]: the real server over a real socket, against either store.
+
+pub mod fixtures;
+pub mod postgres;
+pub mod server;
+
+pub use server::{Backend, TestServer};
+
+/// Runs one async test body against both stores: expands to a module with
+/// a `sqlite` and a `postgres` test.
+#[macro_export]
+macro_rules! both_stores {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let server = $crate::TestServer::start($crate::Backend::Sqlite).await;
+                ($body)(server).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let server = $crate::TestServer::start($crate::Backend::Postgres).await;
+                ($body)(server).await;
+            }
+        }
+    };
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: starts a throw-away PostgreSQL
+# (installing it if missing), then runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+if [ "${CI:-}" = "true" ]; then
+  export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
+fi
+
+eval "$(scripts/postgres.sh start)"
+trap 'scripts/postgres.sh stop "$SETTINGS_SYNC_TEST_PG_DIR"' EXIT
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace --no-fail-fast
