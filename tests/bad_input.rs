@@ -27,11 +27,7 @@ fn ok(value_json: &str, clock: u64) -> v1::SyncRequest {
 
 /// (case, request, expected status).
 fn bad_syncs() -> Vec<(&'static str, v1::SyncRequest, Code)> {
-    let deep = format!(
-        "{}{}",
-        r#"{"a":"#.repeat(33),
-        format!("1{}", "}".repeat(33))
-    );
+    let deep = format!("{}1{}", r#"{"a":"#.repeat(33), "}".repeat(33));
     vec![
         (
             "no key",
