@@ -2,14 +2,14 @@
 //! The same check run over a planted read-then-write store must fail,
 //! which shows the check can catch a non-atomic merge.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use settings_sync::server::Application;
 use settings_sync::store::{
     DocumentStore, PostgresStore, QueryPage, QuerySpec, StoreError, SyncOutcome,
 };
 use settings_sync_client::Client;
-use settings_sync_protocol::{Decision, Document, DocumentKey, MergePolicy, Versioned, merge};
+use settings_sync_protocol::{Decision, Document, DocumentKey, Id, MergePolicy, Versioned, merge};
 use settings_sync_tests::fixtures::{key, write};
 use settings_sync_tests::server::serve_args;
 use settings_sync_tests::{Backend, TestServer, postgres};
@@ -99,8 +99,12 @@ impl DocumentStore for ReadThenWriteStore {
         // The window a concurrent writer slips through.
         tokio::time::sleep(Duration::from_millis(2)).await;
         sqlx::query(
-            "INSERT INTO documents (tenant, owner, name, value, clock, writer, revision, updated_at)
-             VALUES ($1, $2, $3, $4::jsonb, $5, $6, nextval('document_revisions'), now())
+            "WITH rev AS (
+                INSERT INTO tenant_revisions AS t (tenant, revision) VALUES ($1, 1)
+                ON CONFLICT (tenant) DO UPDATE SET revision = t.revision + 1 RETURNING revision
+             )
+             INSERT INTO documents (tenant, owner, name, value, clock, writer, revision, updated_at)
+             SELECT $1, $2, $3, $4::jsonb, $5, $6, rev.revision, now() FROM rev
              ON CONFLICT (tenant, owner, name) DO UPDATE
              SET value = EXCLUDED.value, clock = EXCLUDED.clock, writer = EXCLUDED.writer,
                  revision = EXCLUDED.revision, updated_at = EXCLUDED.updated_at",
@@ -131,6 +135,23 @@ impl DocumentStore for ReadThenWriteStore {
 
     async fn query(&self, spec: &QuerySpec) -> Result<QueryPage, StoreError> {
         self.inner.query(spec).await
+    }
+
+    async fn changes_after(
+        &self,
+        tenant: &Id,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Document>, StoreError> {
+        self.inner.changes_after(tenant, after, limit).await
+    }
+
+    async fn latest_revision(&self, tenant: &Id) -> Result<i64, StoreError> {
+        self.inner.latest_revision(tenant).await
+    }
+
+    async fn compact(&self, older_than: SystemTime) -> Result<u64, StoreError> {
+        self.inner.compact(older_than).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

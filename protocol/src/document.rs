@@ -8,7 +8,7 @@ use crate::{DocumentKey, Versioned};
 pub struct Document {
     pub key: DocumentKey,
     pub state: Versioned,
-    /// Position of this document's last change in the store's change order.
+    /// Position of this document's last change in its tenant's change order.
     pub revision: i64,
     pub updated_at: SystemTime,
 }

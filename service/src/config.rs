@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use settings_sync_protocol::{MergePolicy, ValueLimits};
 
 use crate::api::Limits;
+use crate::feed::FeedConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -78,6 +79,23 @@ pub struct ServeArgs {
     /// Most keys in one BatchGet.
     #[arg(long, env = "SETTINGS_SYNC_MAX_BATCH_KEYS", default_value_t = 100)]
     pub max_batch_keys: usize,
+    /// How long Watch can replay changes from, in seconds; older history is
+    /// dropped and a watcher asking for it gets OUT_OF_RANGE.
+    #[arg(
+        long,
+        env = "SETTINGS_SYNC_CHANGE_RETENTION_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub change_retention_seconds: u64,
+    /// How often each watched tenant's change history is polled, in milliseconds.
+    #[arg(long, env = "SETTINGS_SYNC_WATCH_POLL_MS", default_value_t = 50)]
+    pub watch_poll_ms: u64,
+    /// How long an idle Watch stream waits before a progress message, in milliseconds.
+    #[arg(long, env = "SETTINGS_SYNC_WATCH_PROGRESS_MS", default_value_t = 5000)]
+    pub watch_progress_ms: u64,
+    /// Changes buffered per tenant for slow watchers before they are cut off.
+    #[arg(long, env = "SETTINGS_SYNC_WATCH_BUFFER", default_value_t = 1024)]
+    pub watch_buffer: usize,
     /// How often readiness checks the database, in milliseconds.
     #[arg(long, env = "SETTINGS_SYNC_HEALTH_INTERVAL_MS", default_value_t = 1000)]
     pub health_interval_ms: u64,
@@ -112,6 +130,19 @@ impl ServeArgs {
             },
             max_batch_keys: self.max_batch_keys,
         }
+    }
+
+    pub fn feed_config(&self) -> FeedConfig {
+        FeedConfig {
+            poll: Duration::from_millis(self.watch_poll_ms.max(1)),
+            progress: Duration::from_millis(self.watch_progress_ms.max(1)),
+            buffer: self.watch_buffer.max(1),
+            batch: 500,
+        }
+    }
+
+    pub fn change_retention(&self) -> Duration {
+        Duration::from_secs(self.change_retention_seconds)
     }
 
     pub fn health_interval(&self) -> Duration {

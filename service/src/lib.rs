@@ -3,6 +3,7 @@
 //! - [`store`]: documents in PostgreSQL or SQLite behind one trait.
 //! - [`api`]: the `settingssync.v1.SettingsSync` gRPC service: parses
 //!   requests into domain types, calls the store, maps errors to statuses.
+//! - [`feed`]: per-tenant change feeds behind the Watch streams.
 //! - [`server`]: binds, serves with health and reflection, shuts down gracefully.
 //! - [`config`]: command line and environment.
 //! - [`cli`]: the small client subcommands (`get`, `put`, `query`).
@@ -11,6 +12,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod feed;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -19,6 +19,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::api::SyncApi;
 use crate::config::ServeArgs;
+use crate::feed::FeedHub;
 use crate::store::{DocumentStore, PostgresStore, SqliteStore};
 
 /// The name readiness probes ask the health service about. It is SERVING
@@ -34,6 +35,7 @@ pub struct Application {
     routes: Routes,
     health: HealthReporter,
     health_task: JoinHandle<()>,
+    compaction_task: JoinHandle<()>,
     grace: Duration,
 }
 
@@ -79,7 +81,9 @@ impl Application {
             .register_encoded_file_descriptor_set(settings_sync_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
-        let api = SettingsSyncServer::new(SyncApi::new(store, args.limits()))
+        let feeds = Arc::new(FeedHub::new(store.clone(), args.feed_config()));
+        let compaction_task = tokio::spawn(compact_history(store.clone(), args.change_retention()));
+        let api = SettingsSyncServer::new(SyncApi::new(store, feeds, args.limits()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let routes = Routes::new(api)
             .add_service(health_service)
@@ -92,6 +96,7 @@ impl Application {
             routes,
             health,
             health_task,
+            compaction_task,
             grace: args.shutdown_grace(),
         })
     }
@@ -112,12 +117,14 @@ impl Application {
             routes,
             health,
             health_task,
+            compaction_task,
             grace,
         } = self;
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
             health_task.abort();
+            compaction_task.abort();
             health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
@@ -164,6 +171,24 @@ async fn watch_readiness<S: DocumentStore>(
             serving = Some(ok);
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+/// Drops change history older than the retention period, once a minute.
+/// Every replica runs it; the statements are idempotent.
+async fn compact_history<S: DocumentStore>(store: Arc<S>, retention: Duration) {
+    let mut interval =
+        tokio::time::interval(Duration::from_secs(60).min(retention.max(Duration::from_secs(1))));
+    loop {
+        interval.tick().await;
+        let Some(cutoff) = std::time::SystemTime::now().checked_sub(retention) else {
+            continue;
+        };
+        match store.compact(cutoff).await {
+            Ok(0) => {}
+            Ok(dropped) => tracing::info!(dropped, "compacted change history"),
+            Err(error) => tracing::warn!(%error, "compacting change history failed"),
+        }
     }
 }
 

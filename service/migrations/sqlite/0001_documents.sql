@@ -13,4 +13,23 @@ CREATE TABLE documents (
 ) WITHOUT ROWID;
 
 CREATE INDEX documents_by_name ON documents (tenant, name, owner);
-CREATE UNIQUE INDEX documents_by_revision ON documents (revision);
+
+-- Each tenant's change counter; see the PostgreSQL migration.
+CREATE TABLE tenant_revisions (
+    tenant            TEXT PRIMARY KEY,
+    revision          INTEGER NOT NULL,
+    compacted_through INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE changes (
+    tenant     TEXT NOT NULL,
+    revision   INTEGER NOT NULL,
+    owner      TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    value      TEXT,
+    clock      INTEGER NOT NULL,
+    writer     TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (tenant, revision)
+) WITHOUT ROWID;
+CREATE INDEX changes_by_time ON changes (updated_at);

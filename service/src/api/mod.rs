@@ -2,6 +2,7 @@
 
 mod error;
 mod query;
+mod watch;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 pub use error::ApiError;
 
+use crate::feed::FeedHub;
 use crate::store::DocumentStore;
 
 /// Request limits the service enforces before touching the store.
@@ -37,12 +39,17 @@ impl Default for Limits {
 
 pub struct SyncApi<S> {
     store: Arc<S>,
+    feeds: Arc<FeedHub<S>>,
     limits: Limits,
 }
 
 impl<S: DocumentStore> SyncApi<S> {
-    pub fn new(store: Arc<S>, limits: Limits) -> Self {
-        SyncApi { store, limits }
+    pub fn new(store: Arc<S>, feeds: Arc<FeedHub<S>>, limits: Limits) -> Self {
+        SyncApi {
+            store,
+            feeds,
+            limits,
+        }
     }
 }
 
@@ -142,10 +149,13 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
 
     type WatchStream = WatchStream;
 
+    #[tracing::instrument(skip_all, fields(rpc = "Watch"))]
     async fn watch(
         &self,
-        _request: Request<v1::WatchRequest>,
+        request: Request<v1::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(Status::unimplemented("Watch is not available yet"))
+        let spec = watch::parse(request.into_inner())?;
+        let stream = watch::stream(self.store.clone(), self.feeds.clone(), spec);
+        Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -12,6 +12,7 @@ mod row;
 mod sqlite;
 
 use std::future::Future;
+use std::time::SystemTime;
 
 use settings_sync_protocol::{
     Decision, Document, DocumentKey, Id, MergeError, MergePolicy, Versioned, merge,
@@ -56,6 +57,13 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("merge of {0} did not settle after concurrent changes")]
     Unsettled(DocumentKey),
+    #[error(
+        "changes up to revision {compacted_through} were compacted; asked for those after {requested}"
+    )]
+    Compacted {
+        requested: i64,
+        compacted_through: i64,
+    },
     #[error("migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
@@ -96,6 +104,27 @@ pub trait DocumentStore: Send + Sync + 'static {
 
     fn query(&self, spec: &QuerySpec)
     -> impl Future<Output = Result<QueryPage, StoreError>> + Send;
+
+    /// Changes of one tenant with a revision above `after`, in revision
+    /// order, at most `limit`. [`StoreError::Compacted`] if some of them are
+    /// no longer kept. Revisions of a tenant commit in order, so a reader
+    /// never skips a change that committed late.
+    fn changes_after(
+        &self,
+        tenant: &Id,
+        after: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Document>, StoreError>> + Send;
+
+    /// The tenant's newest revision (0 before its first write).
+    fn latest_revision(&self, tenant: &Id) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Drops change history recorded before `older_than`; returns how many
+    /// changes were dropped.
+    fn compact(
+        &self,
+        older_than: SystemTime,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Cheap round trip to the database, for readiness.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -1,9 +1,9 @@
 //! PostgreSQL: the production store, shared by any number of replicas.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use chrono::Utc;
-use settings_sync_protocol::{Clock, Document, DocumentKey, MergePolicy, Versioned};
+use chrono::{DateTime, Utc};
+use settings_sync_protocol::{Clock, Document, DocumentKey, Id, MergePolicy, Versioned};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::row::{Row, jump_param, value_param};
@@ -15,29 +15,51 @@ macro_rules! columns {
     };
 }
 
+/// Wraps the statement `doc` that writes the document row: first take the
+/// tenant's next revision (locking its counter row until commit, so the
+/// tenant's revisions commit in order), then log the change for Watch. One
+/// statement, so it is atomic under any number of concurrent replicas.
+macro_rules! merge_statement {
+    ($doc:literal) => {
+        concat!(
+            "WITH rev AS (
+                INSERT INTO tenant_revisions AS t (tenant, revision) VALUES ($1, 1)
+                ON CONFLICT (tenant) DO UPDATE SET revision = t.revision + 1
+                RETURNING revision
+            ), doc AS (",
+            $doc,
+            " RETURNING tenant, owner, name, value, clock, writer, revision, updated_at
+            ), log AS (
+                INSERT INTO changes (tenant, revision, owner, name, value, clock, writer, updated_at)
+                SELECT tenant, revision, owner, name, value, clock, writer, updated_at FROM doc
+            )
+            SELECT tenant, owner, name, value::text AS value, clock, writer, revision, updated_at FROM doc"
+        )
+    };
+}
+
 /// The merge: insert, or overwrite only a row whose stamp is smaller and
-/// whose clock the write does not jump too far past. One statement, so it
-/// is atomic under any number of concurrent replicas.
-const UPSERT: &str = "
-INSERT INTO documents AS d (tenant, owner, name, value, clock, writer, revision, updated_at)
-VALUES ($1, $2, $3, $4::jsonb, $5, $6, nextval('document_revisions'), $7)
-ON CONFLICT (tenant, owner, name) DO UPDATE
-SET value = EXCLUDED.value, clock = EXCLUDED.clock, writer = EXCLUDED.writer,
-    revision = EXCLUDED.revision, updated_at = EXCLUDED.updated_at
-WHERE (d.clock, d.writer) < (EXCLUDED.clock, EXCLUDED.writer)
-  AND EXCLUDED.clock - d.clock <= $8
-RETURNING tenant, owner, name, value::text AS value, clock, writer, revision, updated_at";
+/// whose clock the write does not jump too far past.
+const UPSERT: &str = merge_statement!(
+    "INSERT INTO documents AS d (tenant, owner, name, value, clock, writer, revision, updated_at)
+     SELECT $1, $2, $3, $4::jsonb, $5, $6, rev.revision, $7 FROM rev
+     ON CONFLICT (tenant, owner, name) DO UPDATE
+     SET value = EXCLUDED.value, clock = EXCLUDED.clock, writer = EXCLUDED.writer,
+         revision = EXCLUDED.revision, updated_at = EXCLUDED.updated_at
+     WHERE (d.clock, d.writer) < (EXCLUDED.clock, EXCLUDED.writer)
+       AND EXCLUDED.clock - d.clock <= $8"
+);
 
 /// The merge for a write whose clock is beyond the jump limit from zero: it
 /// may update an existing document but never create one.
-const UPDATE_ONLY: &str = "
-UPDATE documents AS d
-SET value = $4::jsonb, clock = $5, writer = $6,
-    revision = nextval('document_revisions'), updated_at = $7
-WHERE tenant = $1 AND owner = $2 AND name = $3
-  AND (d.clock, d.writer) < ($5::bigint, $6::text COLLATE \"C\")
-  AND $5 - d.clock <= $8
-RETURNING tenant, owner, name, value::text AS value, clock, writer, revision, updated_at";
+const UPDATE_ONLY: &str = merge_statement!(
+    "UPDATE documents AS d
+     SET value = $4::jsonb, clock = $5, writer = $6,
+         revision = (SELECT revision FROM rev), updated_at = $7
+     WHERE tenant = $1 AND owner = $2 AND name = $3
+       AND (d.clock, d.writer) < ($5::bigint, $6::text COLLATE \"C\")
+       AND $5 - d.clock <= $8"
+);
 
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
@@ -162,6 +184,69 @@ impl DocumentStore for PostgresStore {
             .map(Document::try_from)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(QueryPage::from_overfetch(documents, spec.limit))
+    }
+
+    async fn changes_after(
+        &self,
+        tenant: &Id,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Document>, StoreError> {
+        // One snapshot for both reads, so compaction can not slip between them.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let compacted_through: Option<i64> =
+            sqlx::query_scalar("SELECT compacted_through FROM tenant_revisions WHERE tenant = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let compacted_through = compacted_through.unwrap_or(0);
+        if after < compacted_through {
+            return Err(StoreError::Compacted {
+                requested: after,
+                compacted_through,
+            });
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT tenant, owner, name, value::text AS value, clock, writer, revision, updated_at
+             FROM changes WHERE tenant = $1 AND revision > $2 ORDER BY revision LIMIT $3",
+        )
+        .bind(tenant.as_str())
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.into_iter().map(Document::try_from).collect()
+    }
+
+    async fn latest_revision(&self, tenant: &Id) -> Result<i64, StoreError> {
+        let revision: Option<i64> =
+            sqlx::query_scalar("SELECT revision FROM tenant_revisions WHERE tenant = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(revision.unwrap_or(0))
+    }
+
+    async fn compact(&self, older_than: SystemTime) -> Result<u64, StoreError> {
+        let older_than: DateTime<Utc> = older_than.into();
+        let result = sqlx::query(
+            "WITH old AS (
+                SELECT tenant, max(revision) AS through FROM changes WHERE updated_at < $1 GROUP BY tenant
+             ), moved AS (
+                UPDATE tenant_revisions t SET compacted_through = old.through
+                FROM old WHERE t.tenant = old.tenant AND t.compacted_through < old.through
+                RETURNING t.tenant, t.compacted_through
+             )
+             DELETE FROM changes c USING moved m WHERE c.tenant = m.tenant AND c.revision <= m.compacted_through",
+        )
+        .bind(older_than)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -5,11 +5,11 @@
 //! follows PostgreSQL's semantics.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use settings_sync_protocol::contains::contains;
-use settings_sync_protocol::{Clock, Document, DocumentKey, MergePolicy, Versioned};
+use settings_sync_protocol::{Clock, Document, DocumentKey, Id, MergePolicy, Versioned};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -23,11 +23,13 @@ macro_rules! columns {
     };
 }
 
-/// The same guarded upsert as PostgreSQL's. Writes are serialized by
-/// SQLite's write lock, so `MAX(revision) + 1` is gap-free and in commit order.
+/// The guarded upsert, as in PostgreSQL. It runs inside a write
+/// transaction (SQLite serializes those), which then bumps the tenant's
+/// counter and logs the change, so revisions are gap-free and in commit order.
 const UPSERT: &str = "
 INSERT INTO documents AS d (tenant, owner, name, value, clock, writer, revision, updated_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT COALESCE(MAX(revision), 0) + 1 FROM documents), ?7)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6,
+        COALESCE((SELECT revision FROM tenant_revisions WHERE tenant = ?1), 0) + 1, ?7)
 ON CONFLICT (tenant, owner, name) DO UPDATE
 SET value = excluded.value, clock = excluded.clock, writer = excluded.writer,
     revision = excluded.revision, updated_at = excluded.updated_at
@@ -37,12 +39,20 @@ RETURNING tenant, owner, name, value, clock, writer, revision, updated_at";
 
 const UPDATE_ONLY: &str = "
 UPDATE documents AS d
-SET value = ?4, clock = ?5, writer = ?6,
-    revision = (SELECT COALESCE(MAX(revision), 0) + 1 FROM documents), updated_at = ?7
+SET value = ?4, clock = ?5, writer = ?6, updated_at = ?7,
+    revision = COALESCE((SELECT revision FROM tenant_revisions WHERE tenant = ?1), 0) + 1
 WHERE tenant = ?1 AND owner = ?2 AND name = ?3
   AND (d.clock, d.writer) < (?5, ?6)
   AND ?5 - d.clock <= ?8
 RETURNING tenant, owner, name, value, clock, writer, revision, updated_at";
+
+const LOG_CHANGE: &str = "
+INSERT INTO changes (tenant, revision, owner, name, value, clock, writer, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+const BUMP_REVISION: &str = "
+INSERT INTO tenant_revisions (tenant, revision) VALUES (?1, ?2)
+ON CONFLICT (tenant) DO UPDATE SET revision = excluded.revision";
 
 /// Rows read per round while filtering a `Query` in Rust.
 const QUERY_SCAN_BATCH: i64 = 500;
@@ -86,6 +96,7 @@ impl SqliteStore {
         } else {
             UPDATE_ONLY
         };
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row: Option<Row> = sqlx::query_as(statement)
             .bind(key.tenant.as_str())
             .bind(key.owner.as_str())
@@ -95,9 +106,29 @@ impl SqliteStore {
             .bind(write.stamp.writer.as_str())
             .bind(Utc::now())
             .bind(jump_param(policy.max_clock_jump))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
-        row.map(Document::try_from).transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        sqlx::query(BUMP_REVISION)
+            .bind(&row.tenant)
+            .bind(row.revision)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(LOG_CHANGE)
+            .bind(&row.tenant)
+            .bind(row.revision)
+            .bind(&row.owner)
+            .bind(&row.name)
+            .bind(&row.value)
+            .bind(row.clock)
+            .bind(&row.writer)
+            .bind(row.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Document::try_from(row).map(Some)
     }
 }
 
@@ -176,6 +207,69 @@ impl DocumentStore for SqliteStore {
             }
         }
         Ok(QueryPage::from_overfetch(matches, spec.limit))
+    }
+
+    async fn changes_after(
+        &self,
+        tenant: &Id,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Document>, StoreError> {
+        // A read transaction: both reads see one snapshot.
+        let mut tx = self.pool.begin().await?;
+        let compacted_through: Option<i64> =
+            sqlx::query_scalar("SELECT compacted_through FROM tenant_revisions WHERE tenant = ?1")
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let compacted_through = compacted_through.unwrap_or(0);
+        if after < compacted_through {
+            return Err(StoreError::Compacted {
+                requested: after,
+                compacted_through,
+            });
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT tenant, owner, name, value, clock, writer, revision, updated_at
+             FROM changes WHERE tenant = ?1 AND revision > ?2 ORDER BY revision LIMIT ?3",
+        )
+        .bind(tenant.as_str())
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.into_iter().map(Document::try_from).collect()
+    }
+
+    async fn latest_revision(&self, tenant: &Id) -> Result<i64, StoreError> {
+        let revision: Option<i64> =
+            sqlx::query_scalar("SELECT revision FROM tenant_revisions WHERE tenant = ?1")
+                .bind(tenant.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(revision.unwrap_or(0))
+    }
+
+    async fn compact(&self, older_than: SystemTime) -> Result<u64, StoreError> {
+        let older_than: DateTime<Utc> = older_than.into();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "UPDATE tenant_revisions SET compacted_through = old.through
+             FROM (SELECT tenant, max(revision) AS through FROM changes WHERE updated_at < ?1 GROUP BY tenant) AS old
+             WHERE tenant_revisions.tenant = old.tenant AND tenant_revisions.compacted_through < old.through",
+        )
+        .bind(older_than)
+        .execute(&mut *tx)
+        .await?;
+        let deleted = sqlx::query(
+            "DELETE FROM changes WHERE revision <=
+                (SELECT compacted_through FROM tenant_revisions t WHERE t.tenant = changes.tenant)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
