@@ -4,7 +4,10 @@ use settings_sync_proto::convert::WireError;
 use settings_sync_proto::v1;
 use settings_sync_proto::v1::settings_sync_client::SettingsSyncClient;
 use settings_sync_protocol::{Decision, Document, DocumentKey, Versioned};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+use crate::trace::TraceContextInterceptor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -40,10 +43,14 @@ pub struct QueryPage {
     pub next_page_token: Option<String>,
 }
 
+/// The channel every call goes through: it adds the caller's W3C trace
+/// context (see [`crate::trace`]).
+pub type TracedChannel = InterceptedService<Channel, TraceContextInterceptor>;
+
 /// A cheap-to-clone handle on one channel.
 #[derive(Clone, Debug)]
 pub struct Client {
-    inner: SettingsSyncClient<Channel>,
+    inner: SettingsSyncClient<TracedChannel>,
 }
 
 impl Client {
@@ -57,12 +64,12 @@ impl Client {
 
     pub fn from_channel(channel: Channel) -> Self {
         Client {
-            inner: SettingsSyncClient::new(channel),
+            inner: SettingsSyncClient::with_interceptor(channel, TraceContextInterceptor),
         }
     }
 
     /// The generated client, for calls this wrapper does not cover (Watch).
-    pub fn raw(&mut self) -> &mut SettingsSyncClient<Channel> {
+    pub fn raw(&mut self) -> &mut SettingsSyncClient<TracedChannel> {
         &mut self.inner
     }
 

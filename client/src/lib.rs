@@ -3,6 +3,7 @@
 //! - [`Client`]: typed calls over one gRPC channel.
 //! - [`LocalDocument`]: a local copy of one document: optimistic edits, sync,
 //!   the adopt rule, and a fresh writer id per incarnation.
+//! - [`trace`]: every call carries the caller's W3C trace context.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), settings_sync_client::Error> {
@@ -19,7 +20,8 @@
 
 mod client;
 mod local;
+pub mod trace;
 
-pub use client::{Client, Error, QueryPage, SyncReply};
+pub use client::{Client, Error, QueryPage, SyncReply, TracedChannel};
 pub use local::LocalDocument;
 pub use settings_sync_proto::v1 as wire;

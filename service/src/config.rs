@@ -106,6 +106,8 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub shutdown_grace_seconds: u64,
+    #[command(flatten)]
+    pub trace: crate::telemetry::TraceArgs,
 }
 
 impl DatabaseArgs {

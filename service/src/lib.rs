@@ -7,7 +7,7 @@
 //! - [`server`]: binds, serves with health and reflection, shuts down gracefully.
 //! - [`config`]: command line and environment.
 //! - [`cli`]: the small client subcommands (`get`, `put`, `query`).
-//! - [`telemetry`]: the tracing subscriber.
+//! - [`telemetry`]: logs, and OpenTelemetry traces and metrics over OTLP.
 
 pub mod api;
 pub mod cli;

@@ -9,8 +9,8 @@ use settings_sync::{cli, telemetry};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Cli::parse();
-    telemetry::init();
-    match args.command {
+    let telemetry = telemetry::init();
+    let result = match args.command {
         Command::Serve(serve) => {
             let app = Application::build(&serve).await?;
             tracing::info!(address = %app.local_addr(), database = %redact(&serve.database.url()), "serving");
@@ -30,7 +30,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Get(get) => cli::get(get).await,
         Command::Put(put) => cli::put(put).await,
         Command::Query(query) => cli::query(query).await,
-    }
+    };
+    // After the server drained: the spans of its last requests go out too.
+    telemetry.shutdown().await;
+    result
 }
 
 /// SIGTERM (Kubernetes) or Ctrl-C.

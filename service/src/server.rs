@@ -21,6 +21,9 @@ use crate::api::SyncApi;
 use crate::config::ServeArgs;
 use crate::feed::FeedHub;
 use crate::store::{DocumentStore, PostgresStore, SqliteStore};
+use crate::telemetry::RpcTrace;
+use crate::telemetry::db::DbSystem;
+use crate::telemetry::metrics;
 
 /// The name readiness probes ask the health service about. It is SERVING
 /// only while the database answers; the overall status "" stays SERVING
@@ -45,6 +48,7 @@ impl Application {
         let url = args.database.url();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let store = PostgresStore::connect_lazy(&url, args.database.db_pool_size)?;
+            metrics::observe_pool(store.pool(), DbSystem::Postgresql);
             if !args.skip_migrations {
                 store
                     .migrate()
@@ -57,6 +61,7 @@ impl Application {
             let store = SqliteStore::open(&url, args.database.db_pool_size)
                 .await
                 .with_context(|| format!("opening the SQLite database {path}"))?;
+            metrics::observe_pool(store.pool(), DbSystem::Sqlite);
             Self::with_store(store, args).await
         } else {
             anyhow::bail!("--database-url must start with postgres://, postgresql:// or sqlite://")
@@ -85,7 +90,7 @@ impl Application {
         let compaction_task = tokio::spawn(compact_history(store.clone(), args.change_retention()));
         let api = SettingsSyncServer::new(SyncApi::new(store, feeds, args.limits()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let routes = Routes::new(api)
+        let routes = Routes::new(RpcTrace::new(api, args.trace))
             .add_service(health_service)
             .add_service(reflection);
         let listener = TcpListener::bind(args.listen)

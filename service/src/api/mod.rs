@@ -18,6 +18,8 @@ pub use error::ApiError;
 
 use crate::feed::FeedHub;
 use crate::store::DocumentStore;
+use crate::telemetry::TraceSettings;
+use crate::telemetry::sync::SyncTrace;
 
 /// Request limits the service enforces before touching the store.
 #[derive(Clone, Copy, Debug)]
@@ -63,30 +65,33 @@ fn decision(decision: Decision) -> v1::Decision {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchResponse, Status>> + Send>>;
 
+// Each call runs inside the SERVER span that `telemetry::RpcTrace` opened
+// for it, so handlers record onto `Span::current()` rather than open their own.
 #[tonic::async_trait]
 impl<S: DocumentStore> SettingsSync for SyncApi<S> {
-    #[tracing::instrument(skip_all, fields(rpc = "Sync", decision = tracing::field::Empty))]
     async fn sync(
         &self,
         request: Request<v1::SyncRequest>,
     ) -> Result<Response<v1::SyncResponse>, Status> {
+        let mut trace = SyncTrace::start(&request);
         let request = request.into_inner();
-        let key = parse_key(request.key).map_err(ApiError::from)?;
+        let key = parse_key(request.key).map_err(|e| trace.refused(e.into()))?;
+        trace.key(&key);
         let write = parse_write(&request.value_json, request.stamp, self.limits.value)
-            .map_err(ApiError::from)?;
+            .map_err(|e| trace.refused(e.into()))?;
+        trace.incoming(&write.stamp);
         let outcome = self
             .store
             .sync(&key, &write, self.limits.merge)
             .await
-            .map_err(ApiError::from)?;
-        tracing::Span::current().record("decision", outcome.decision.as_str());
+            .map_err(|e| trace.refused(e.into()))?;
+        trace.decided(&outcome);
         Ok(Response::new(v1::SyncResponse {
             document: Some((&outcome.document).into()),
             decision: decision(outcome.decision).into(),
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "Get"))]
     async fn get(
         &self,
         request: Request<v1::GetRequest>,
@@ -99,7 +104,6 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "BatchGet"))]
     async fn batch_get(
         &self,
         request: Request<v1::BatchGetRequest>,
@@ -130,7 +134,6 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "Query"))]
     async fn query(
         &self,
         request: Request<v1::QueryRequest>,
@@ -149,12 +152,13 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
 
     type WatchStream = WatchStream;
 
-    #[tracing::instrument(skip_all, fields(rpc = "Watch"))]
     async fn watch(
         &self,
         request: Request<v1::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let trace = TraceSettings::of(&request);
         let spec = watch::parse(request.into_inner())?;
+        trace.record_watch(&spec.tenant, spec.owner.as_ref(), spec.name.as_ref());
         let stream = watch::stream(self.store.clone(), self.feeds.clone(), spec);
         Ok(Response::new(Box::pin(stream)))
     }

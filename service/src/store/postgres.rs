@@ -6,8 +6,13 @@ use chrono::{DateTime, Utc};
 use settings_sync_protocol::{Clock, Document, DocumentKey, Id, MergePolicy, Versioned};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
+use tracing::Instrument;
+
 use super::row::{Row, jump_param, value_param};
 use super::{DocumentStore, QueryPage, QuerySpec, StoreError, SyncOutcome, merge_guarded};
+use crate::telemetry::db::DbSystem;
+
+const DB: DbSystem = DbSystem::Postgresql;
 
 macro_rules! columns {
     () => {
@@ -98,10 +103,10 @@ impl PostgresStore {
         policy: MergePolicy,
     ) -> Result<Option<Document>, StoreError> {
         // A write that could not create a document must not try to.
-        let statement = if write.stamp.clock.get() <= policy.clock_ceiling(Clock::ZERO) {
-            UPSERT
+        let (statement, summary) = if write.stamp.clock.get() <= policy.clock_ceiling(Clock::ZERO) {
+            (UPSERT, "INSERT documents")
         } else {
-            UPDATE_ONLY
+            (UPDATE_ONLY, "UPDATE documents")
         };
         let row: Option<Row> = sqlx::query_as(statement)
             .bind(key.tenant.as_str())
@@ -113,6 +118,7 @@ impl PostgresStore {
             .bind(Utc::now())
             .bind(jump_param(policy.max_clock_jump))
             .fetch_optional(&self.pool)
+            .instrument(DB.statement(summary, statement))
             .await?;
         row.map(Document::try_from).transpose()
     }
@@ -146,6 +152,7 @@ impl DocumentStore for PostgresStore {
             .bind(key.owner.as_str())
             .bind(key.name.as_str())
             .fetch_optional(&self.pool)
+            .instrument(DB.statement("SELECT documents", sql))
             .await?;
         row.map(Document::try_from).transpose()
     }
@@ -159,6 +166,7 @@ impl DocumentStore for PostgresStore {
             .bind(column(|k| k.owner.as_str()))
             .bind(column(|k| k.name.as_str()))
             .fetch_all(&self.pool)
+            .instrument(DB.statement("SELECT documents", sql))
             .await?;
         let found = rows
             .into_iter()
@@ -178,6 +186,7 @@ impl DocumentStore for PostgresStore {
             .bind(spec.filter.to_string())
             .bind(i64::try_from(spec.limit + 1).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
+            .instrument(DB.statement("SELECT documents", sql))
             .await?;
         let documents = rows
             .into_iter()

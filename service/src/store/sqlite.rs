@@ -14,8 +14,13 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use tracing::Instrument;
+
 use super::row::{Row, jump_param, value_param};
 use super::{DocumentStore, QueryPage, QuerySpec, StoreError, SyncOutcome, merge_guarded};
+use crate::telemetry::db::DbSystem;
+
+const DB: DbSystem = DbSystem::Sqlite;
 
 macro_rules! columns {
     () => {
@@ -65,6 +70,10 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url`, e.g.
     /// `sqlite://data/settings.db`, and migrates it.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub async fn open(url: &str, pool_size: u32) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(StoreError::Database)?
@@ -91,10 +100,10 @@ impl SqliteStore {
         write: &Versioned,
         policy: MergePolicy,
     ) -> Result<Option<Document>, StoreError> {
-        let statement = if write.stamp.clock.get() <= policy.clock_ceiling(Clock::ZERO) {
-            UPSERT
+        let (statement, summary) = if write.stamp.clock.get() <= policy.clock_ceiling(Clock::ZERO) {
+            (UPSERT, "INSERT documents")
         } else {
-            UPDATE_ONLY
+            (UPDATE_ONLY, "UPDATE documents")
         };
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row: Option<Row> = sqlx::query_as(statement)
@@ -107,6 +116,7 @@ impl SqliteStore {
             .bind(Utc::now())
             .bind(jump_param(policy.max_clock_jump))
             .fetch_optional(&mut *tx)
+            .instrument(DB.statement(summary, statement))
             .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -115,6 +125,7 @@ impl SqliteStore {
             .bind(&row.tenant)
             .bind(row.revision)
             .execute(&mut *tx)
+            .instrument(DB.statement("INSERT tenant_revisions", BUMP_REVISION))
             .await?;
         sqlx::query(LOG_CHANGE)
             .bind(&row.tenant)
@@ -126,6 +137,7 @@ impl SqliteStore {
             .bind(&row.writer)
             .bind(row.updated_at)
             .execute(&mut *tx)
+            .instrument(DB.statement("INSERT changes", LOG_CHANGE))
             .await?;
         tx.commit().await?;
         Document::try_from(row).map(Some)
@@ -160,6 +172,7 @@ impl DocumentStore for SqliteStore {
             .bind(key.owner.as_str())
             .bind(key.name.as_str())
             .fetch_optional(&self.pool)
+            .instrument(DB.statement("SELECT documents", sql))
             .await?;
         row.map(Document::try_from).transpose()
     }
@@ -193,6 +206,7 @@ impl DocumentStore for SqliteStore {
                 .bind(&after)
                 .bind(QUERY_SCAN_BATCH)
                 .fetch_all(&self.pool)
+                .instrument(DB.statement("SELECT documents", sql))
                 .await?;
             let exhausted = (rows.len() as i64) < QUERY_SCAN_BATCH;
             for row in rows {
