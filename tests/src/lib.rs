@@ -4,8 +4,10 @@
 //! - [`postgres`]: a fresh, empty database per test in the cluster that
 //!   `scripts/postgres.sh` started (`SETTINGS_SYNC_TEST_DATABASE_URL`).
 //! - [`server`]: the real server over a real socket, against either store.
+//! - [`otlp`]: an OTLP receiver that keeps the spans and metrics it is sent.
 
 pub mod fixtures;
+pub mod otlp;
 pub mod postgres;
 pub mod server;
 

@@ -107,11 +107,14 @@ pub fn stream<S: DocumentStore>(
                     if changes.len() < batch { break; }
                 }
                 caught_up = true;
+                // An event on the stream's one span, not a span per message.
+                tracing::info!(revision = position, "watch caught up with the store");
                 yield Ok(progress(position));
             }
             let event = match events.recv().await {
                 Ok(event) => event,
                 Err(RecvError::Lagged(_)) => {
+                    tracing::warn!(revision = position, "watcher fell behind; ending its stream");
                     yield Err(Status::resource_exhausted(format!(
                         "watcher fell too far behind; resume with after_revision = {position}"
                     )));
