@@ -18,6 +18,7 @@
 set -euo pipefail
 
 HELM_VERSION=${HELM_VERSION:-v3.21.4}
+HELM_K8S_MINOR=36
 K8S_VERSION=${K8S_VERSION:-v1.35.4}
 CACHE=${SETTINGS_SYNC_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/settings-sync/tools}
 
@@ -28,13 +29,23 @@ need_go() {
 }
 
 helm_bin() {
-  local dir="$CACHE/helm-$HELM_VERSION"
+  # "-2": the second recipe (with ldflags); a cache of an older one is rebuilt.
+  local dir="$CACHE/helm-$HELM_VERSION-2"
   if [ ! -x "$dir/helm" ]; then
     need_go
     log "building helm $HELM_VERSION into $dir (one-time, a few minutes)"
     local start=$SECONDS
     mkdir -p "$dir.tmp"
-    GOBIN="$dir.tmp" CGO_ENABLED=0 go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
+    # The ldflags are those of helm's Makefile: without them `helm version`
+    # is empty and `helm template` assumes Kubernetes v1.20, which fails
+    # charts that declare a newer kubeVersion. 36 is the minor of the
+    # k8s.io modules that helm release builds against.
+    local flags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+    local pkg
+    for pkg in pkg/lint/rules pkg/chartutil; do
+      flags="$flags -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=$HELM_K8S_MINOR"
+    done
+    GOBIN="$dir.tmp" CGO_ENABLED=0 go install -trimpath -ldflags "$flags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
     log "helm built in $((SECONDS - start))s"
   fi

@@ -30,12 +30,9 @@ impl Metrics {
             reconciliations: Counter::default(),
             failures: Family::default(),
             // 5 ms .. ~10 s: a reconcile is a handful of API calls.
-            duration: Histogram::new(
-                [
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]
-                .into_iter(),
-            ),
+            duration: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             leader: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("settings_sync_operator");

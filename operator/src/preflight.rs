@@ -59,7 +59,7 @@ pub fn check(namespace: &str, need: &SecretNeed, secret: Option<&Secret>) -> Opt
     let missing: Vec<&str> = need
         .keys
         .iter()
-        .filter(|key| !data.is_some_and(|d| d.get(*key).is_some_and(|v| !v.0.is_empty())))
+        .filter(|key| data.is_none_or(|d| d.get(*key).is_none_or(|v| v.0.is_empty())))
         .map(String::as_str)
         .collect();
     (!missing.is_empty()).then(|| Blocker::Secret {
