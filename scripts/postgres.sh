@@ -3,7 +3,9 @@
 # variables to reach it:  eval "$(scripts/postgres.sh start)".
 # Installs PostgreSQL from Debian's packages when it is missing.
 #   scripts/postgres.sh start   # prints export lines
-#   scripts/postgres.sh stop DIR
+#   scripts/postgres.sh stop DIR           # stop and delete the cluster
+#   scripts/postgres.sh server-stop DIR    # stop the server, keep the cluster
+#   scripts/postgres.sh server-start DIR   # start it again on the same port
 set -euo pipefail
 
 find_bindir() {
@@ -38,12 +40,28 @@ start() {
   port=$(free_port)
   as_owner "$bindir/initdb" -D "$dir/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; exit 1; }
-  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_buffers=256MB" \
-    start >&2 || { cat "$dir/server.log" >&2; exit 1; }
+  echo "$port" >"$dir/port"
+  server_start "$dir"
   echo "export SETTINGS_SYNC_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$port/postgres"
   echo "export SETTINGS_SYNC_TEST_PG_DIR=$dir"
   echo "export SETTINGS_SYNC_TEST_PG_BIN=$bindir"
+}
+
+# Starts the server of an existing cluster (again), on the port it had.
+server_start() {
+  local dir=$1 bindir port
+  bindir=$(find_bindir)
+  port=$(cat "$dir/port")
+  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_buffers=256MB" \
+    start >&2 || { cat "$dir/server.log" >&2; exit 1; }
+}
+
+# Stops the server, keeping the cluster (fault tests restart it).
+server_stop() {
+  local dir=$1 bindir
+  bindir=$(find_bindir)
+  as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >&2
 }
 
 stop() {
@@ -56,5 +74,7 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop "${2:?usage: postgres.sh stop DIR}" ;;
-  *) echo "usage: $0 start | stop DIR" >&2; exit 2 ;;
+  server-stop) server_stop "${2:?usage: postgres.sh server-stop DIR}" ;;
+  server-start) server_start "${2:?usage: postgres.sh server-start DIR}" ;;
+  *) echo "usage: $0 start | stop DIR | server-stop DIR | server-start DIR" >&2; exit 2 ;;
 esac

@@ -62,6 +62,20 @@ impl Client {
         Ok(Self::from_channel(channel))
     }
 
+    /// Connects on first use and reconnects by itself after the server or
+    /// the network went away; each call fails after `timeout`.
+    pub fn connect_lazy(
+        endpoint: impl Into<String>,
+        timeout: std::time::Duration,
+    ) -> Result<Self, Error> {
+        let channel = Channel::from_shared(endpoint.into())
+            .map_err(|e| Error::Status(tonic::Status::invalid_argument(e.to_string())))?
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .connect_lazy();
+        Ok(Self::from_channel(channel))
+    }
+
     pub fn from_channel(channel: Channel) -> Self {
         Client {
             inner: SettingsSyncClient::with_interceptor(channel, TraceContextInterceptor),

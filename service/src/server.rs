@@ -12,8 +12,8 @@ use anyhow::Context;
 use settings_sync_proto::v1::settings_sync_server::SettingsSyncServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -144,7 +144,7 @@ impl Application {
         };
         let serve = tonic::transport::Server::builder()
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+            .serve_with_incoming_shutdown(incoming(listener), signal);
         tokio::pin!(serve);
         tokio::select! {
             result = &mut serve => result.context("serving gRPC")?,
@@ -195,6 +195,14 @@ async fn compact_history<S: DocumentStore>(store: Arc<S>, retention: Duration) {
             Err(error) => tracing::warn!(%error, "compacting change history failed"),
         }
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: small gRPC frames must
+/// not wait for delayed ACKs (tens of milliseconds per call otherwise).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)))
 }
 
 fn create_parent_dir(path: &str) -> anyhow::Result<()> {

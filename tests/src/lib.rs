@@ -5,11 +5,22 @@
 //!   `scripts/postgres.sh` started (`SETTINGS_SYNC_TEST_DATABASE_URL`).
 //! - [`server`]: the real server over a real socket, against either store.
 //! - [`otlp`]: an OTLP receiver that keeps the spans and metrics it is sent.
+//! - [`replicas`]: the server binary as separate processes (for `kill -9`).
+//! - [`cluster`]: a PostgreSQL cluster of a test's own (for restarts).
+//! - [`proxy`]: a TCP proxy that cuts connections on demand.
+//! - [`load`]: concurrent clients recording a history of every call.
+//! - [`linearizable`]: checks such a history and that nothing acknowledged was lost.
 
+pub mod cluster;
 pub mod fixtures;
+pub mod linearizable;
+pub mod load;
 pub mod otlp;
 pub mod postgres;
+pub mod proxy;
+pub mod replicas;
 pub mod server;
+pub mod watchers;
 
 pub use server::{Backend, TestServer};
 
