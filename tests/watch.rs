@@ -302,3 +302,53 @@ async fn a_late_committing_writer_is_never_skipped() {
     );
     assert_eq!(next_change(&mut watcher).await, fast);
 }
+
+/// A watcher that stops reading is cut off with a clear status and the
+/// revision to resume from; the server does not buffer for it without bound.
+/// (HTTP/2 flow control lets a few megabytes through first.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_stops_reading_is_cut_off_with_a_clear_status() {
+    const WRITES: u64 = 600;
+    let server = TestServer::start_with(
+        Backend::Sqlite,
+        &["--watch-buffer", "8", "--watch-poll-ms", "5"],
+    )
+    .await;
+    let mut client = server.client().await;
+    let mut stalled = open(&server, watch_request("", None)).await;
+    let padding = "x".repeat(16 * 1024);
+    for i in 0..WRITES {
+        let w = write(1, "tab", json!({"i": i, "padding": padding}));
+        client.sync(&key(&format!("u{i}")), &w).await.unwrap();
+    }
+    let mut changes = 0;
+    let status = loop {
+        match next_message(&mut stalled).await {
+            Ok(Event::Change(_)) => changes += 1,
+            Ok(Event::Progress(_)) => {}
+            Err(status) => break status,
+        }
+        assert!(changes < WRITES, "the stalled watcher was never cut off");
+    };
+    assert_eq!(
+        status.code(),
+        Code::ResourceExhausted,
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("after_revision"),
+        "{}",
+        status.message()
+    );
+}
+
+async fn next_message(stream: &mut Streaming<v1::WatchResponse>) -> Result<Event, tonic::Status> {
+    let message = tokio::time::timeout(PATIENCE, stream.message())
+        .await
+        .expect("an answer in time")?;
+    Ok(message
+        .expect("a status before the stream ends")
+        .event
+        .expect("an event"))
+}
