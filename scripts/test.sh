@@ -14,4 +14,6 @@ trap 'scripts/postgres.sh stop "$SETTINGS_SYNC_TEST_PG_DIR"' EXIT
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The replica and fault suites start the server binary as processes.
+cargo build --workspace --bins
 cargo test --workspace --no-fail-fast

@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The server binary of this build, built once per test run.
+/// The server binary of this build, built once per test run with the same
+/// command `scripts/test.sh` runs first (so there it is a no-op: the same
+/// feature unification, nothing rebuilt).
 pub fn server_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
@@ -80,6 +82,23 @@ impl Replica {
 
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// SIGTERM: the server drains in-flight requests and exits. Returns
+    /// whether it exited successfully.
+    pub async fn terminate(&mut self) -> bool {
+        let pid = self.child.id().expect("a running replica").to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("running kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        self.child
+            .wait()
+            .await
+            .expect("waiting for the replica")
+            .success()
     }
 
     /// SIGKILL: no draining, no goodbye.
