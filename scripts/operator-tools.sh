@@ -113,7 +113,8 @@ EOF
 }
 
 cluster_dir() {
-  local dir="$CACHE/k8s-$K8S_VERSION"
+  # "-2": the second recipe (version stamps); an older cache is rebuilt.
+  local dir="$CACHE/k8s-$K8S_VERSION-2"
   if [ ! -x "$dir/bin/kube-apiserver" ] || [ ! -x "$dir/bin/etcd" ] || [ ! -x "$dir/bin/kube-controller-manager" ]; then
     need_go
     log "building etcd, kube-apiserver, kube-controller-manager $K8S_VERSION into $dir"
@@ -121,7 +122,15 @@ cluster_dir() {
     local start=$SECONDS
     rm -rf "$dir" && mkdir -p "$dir/src" "$dir/bin.tmp"
     write_cluster_module "$dir/src"
-    (cd "$dir/src" && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o "$dir/bin.tmp/" ./etcd ./kube-apiserver ./kube-controller-manager >&2)
+    # Version stamps as the Kubernetes release build sets them; without
+    # them the server reports v0.0.0-master and clients that check the
+    # version (helm's kubeVersion) refuse it. -X is link-time only.
+    local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+    local flags="-s -w" pkg
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      flags="$flags -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+    done
+    (cd "$dir/src" && CGO_ENABLED=0 go build -trimpath -ldflags "$flags" -o "$dir/bin.tmp/" ./etcd ./kube-apiserver ./kube-controller-manager >&2)
     mv "$dir/bin.tmp" "$dir/bin"
     log "cluster binaries built in $((SECONDS - start))s"
   fi

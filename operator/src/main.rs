@@ -145,21 +145,28 @@ async fn run(args: RunArgs) -> ExitCode {
 
 /// SIGTERM (Kubernetes) or Ctrl-C (a terminal).
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                let name = tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                };
+                tracing::info!(signal = name, "shutting down");
             }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+            // Without signal handlers the default action (exit) applies.
+            _ => std::future::pending().await,
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("shutting down on Ctrl-C");
+        }
+    }
 }

@@ -19,7 +19,7 @@ use kube::{Api, Client, Resource};
 use prometheus_client::registry::Registry;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use crate::builders::MANAGED_BY;
 use crate::context::{Context, ErrorChain, Timing, error_policy};
@@ -146,8 +146,13 @@ async fn controller(
             if let Err(e) = result {
                 // Reconcile errors are logged by the error policy; these
                 // are the controller's own (a watch failing, say).
-                if !matches!(e, kube::runtime::controller::Error::ReconcilerFailed(..)) {
-                    error!(error = %ErrorChain(&e), "controller error");
+                use kube::runtime::controller::Error as E;
+                match e {
+                    E::ReconcilerFailed(..) => {}
+                    // A change to a child arrived for a resource that is
+                    // gone (or not yet in the cache): nothing to do.
+                    E::ObjectNotFound(obj) => debug!(%obj, "no such SettingsSync any more"),
+                    e => error!(error = %ErrorChain(&e), "controller error"),
                 }
             }
         })
