@@ -17,7 +17,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -114,8 +114,8 @@ async fn mark_ready(deployments: &Api<Deployment>, replicas: i32) {
         .expect("the Deployment's status is writable");
 }
 
-fn assert_owned_by(child: &impl Resource, owner: &SettingsSync) {
-    let refs = child.meta().owner_references.clone().unwrap_or_default();
+fn assert_owned_by(child: &ObjectMeta, owner: &SettingsSync) {
+    let refs = child.owner_references.clone().unwrap_or_default();
     let controller = refs
         .iter()
         .find(|r| r.controller == Some(true))
@@ -245,7 +245,7 @@ async fn the_operator_runs_a_settings_sync_on_a_real_api_server() {
     })
     .await;
     assert!(job.name_any().starts_with("prefs-migrate-"));
-    assert_owned_by(&job, &created);
+    assert_owned_by(job.meta(), &created);
     let sa = get(
         &Api::<ServiceAccount>::namespaced(admin.clone(), APPS),
         "prefs",
@@ -267,9 +267,7 @@ async fn the_operator_runs_a_settings_sync_on_a_real_api_server() {
     })
     .await;
     for child in [sa.meta(), cm.meta(), svc.meta(), pdb.meta()] {
-        let mut probe = ConfigMap::default();
-        probe.metadata = child.clone();
-        assert_owned_by(&probe, &created);
+        assert_owned_by(child, &created);
     }
     let obj = wait_condition(&resources, "Progressing", "True", "MigrationRunning").await;
     assert_eq!(
@@ -289,7 +287,7 @@ async fn the_operator_runs_a_settings_sync_on_a_real_api_server() {
         get(&deployments, "prefs").await
     })
     .await;
-    assert_owned_by(&deployment, &created);
+    assert_owned_by(deployment.meta(), &created);
     let pod = deployment.spec.unwrap().template.spec.unwrap();
     assert_eq!(
         pod.containers[0].image.as_deref(),

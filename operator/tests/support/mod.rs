@@ -242,7 +242,7 @@ impl Cluster {
                 "--service-cluster-ip-range=10.0.0.0/24",
             ]),
         );
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             procs: vec![etcd, apiserver],
             admin_kubeconfig: d.join("admin.kubeconfig"),
             operator_kubeconfig: d.join("operator.kubeconfig"),
