@@ -174,12 +174,15 @@ async fn the_operator_runs_a_settings_sync_on_a_real_api_server() {
     // Two replicas, one Lease: the first one leads, the second stands by.
     let leases: Api<Lease> = Api::namespaced(admin.clone(), OPS);
     let (port_a, port_b) = (free_port(), free_port());
-    let mut op_a = cluster.operator("op-a", port_a, OPS, OPERATOR);
+    // op-a exports its reconcile spans to a receiver in this test.
+    let (traces, otlp) = support::otlp::Receiver::start().await;
+    let otel = [("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))];
+    let mut op_a = cluster.operator("op-a", port_a, OPS, OPERATOR, &otel);
     eventually("op-a to lead", || async {
         lease_holder(&leases).await.filter(|h| h == "op-a")
     })
     .await;
-    let op_b = cluster.operator("op-b", port_b, OPS, OPERATOR);
+    let op_b = cluster.operator("op-b", port_b, OPS, OPERATOR, &[]);
     eventually("op-b to stand by, ready", || async {
         http_get(port_b, "/readyz").await.filter(|(c, _)| *c == 200)
     })
@@ -321,6 +324,16 @@ async fn the_operator_runs_a_settings_sync_on_a_real_api_server() {
     // Fail-over: the leader stops; the standby takes the Lease and acts.
     let code = op_a.terminate().await;
     assert!(code.success(), "op-a exited with {code}");
+    // Its spans were flushed on the way out.
+    let spans = traces.spans();
+    let reconciles: Vec<_> = spans.iter().filter(|s| s.name == "reconcile").collect();
+    assert!(
+        reconciles.iter().any(
+            |s| s.attributes.get("name").map(String::as_str) == Some("prefs")
+                && s.attributes.get("outcome").map(String::as_str) == Some("ok")
+        ),
+        "no reconcile span of prefs among {spans:?}"
+    );
     eventually("op-b to lead", || async {
         lease_holder(&leases).await.filter(|h| h == "op-b")
     })

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod otlp;
+
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -317,18 +319,21 @@ impl Cluster {
         text
     }
 
-    /// Starts the operator binary against the cluster as the operator user.
+    /// Starts the operator binary against the cluster as the operator user,
+    /// with `env` added to its environment.
     pub fn operator(
         &self,
         identity: &str,
         http_port: u16,
         lease_namespace: &str,
         lease_name: &str,
+        env: &[(&str, String)],
     ) -> Proc {
         Proc::spawn(
             identity,
             self.dir.path(),
             Command::new(env!("CARGO_BIN_EXE_settings-sync-operator"))
+                .envs(env.iter().map(|(k, v)| (k, v)))
                 .arg("run")
                 .env("KUBECONFIG", &self.operator_kubeconfig)
                 .env("SETTINGS_SYNC_OPERATOR_IDENTITY", identity)
