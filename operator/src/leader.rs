@@ -41,7 +41,9 @@ pub enum LeaderError {
         #[source]
         source: kube::Error,
     },
-    #[error("lost the leader Lease: not renewed for {0:?}; exiting so a fresh replica takes over")]
+    #[error(
+        "lost the leader Lease (last renewed {0:?} ago); exiting so a fresh replica takes over"
+    )]
     Lost(Duration),
 }
 
@@ -106,14 +108,19 @@ impl Elector {
     pub async fn keep(&mut self) -> LeaderError {
         loop {
             tokio::time::sleep(self.config.retry).await;
-            let renewed = matches!(self.try_acquire_or_renew().await, Ok(true));
+            let outcome = self.try_acquire_or_renew().await;
             let since = self
                 .last_renewed
                 .map_or(self.config.duration, |t| t.elapsed());
-            // Stop acting before another replica may take over: two-thirds
-            // of the duration leaves it a margin.
-            if !renewed && since >= self.config.duration * 2 / 3 {
-                return LeaderError::Lost(since);
+            match outcome {
+                Ok(true) => {}
+                // Someone else holds it (or wrote it since we read it).
+                Ok(false) => return LeaderError::Lost(since),
+                // The API server is unreachable: keep acting only while no
+                // other replica can have taken over; two-thirds of the
+                // duration leaves a margin.
+                Err(_) if since < self.config.duration * 2 / 3 => {}
+                Err(_) => return LeaderError::Lost(since),
             }
         }
     }

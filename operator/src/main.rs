@@ -109,7 +109,8 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // A random suffix keeps two local runs from sharing an identity.
+    // The pid keeps two local runs from sharing an identity; in a pod the
+    // chart sets the pod name.
     let identity = args
         .identity
         .unwrap_or_else(|| format!("settings-sync-operator-{}", std::process::id()));

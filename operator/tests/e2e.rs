@@ -182,7 +182,7 @@ async fn the_operator_runs_a_settings_sync_on_a_real_api_server() {
         lease_holder(&leases).await.filter(|h| h == "op-a")
     })
     .await;
-    let op_b = cluster.operator("op-b", port_b, OPS, OPERATOR, &[]);
+    let mut op_b = cluster.operator("op-b", port_b, OPS, OPERATOR, &[]);
     eventually("op-b to stand by, ready", || async {
         http_get(port_b, "/readyz").await.filter(|(c, _)| *c == 200)
     })
@@ -425,5 +425,24 @@ async fn the_operator_runs_a_settings_sync_on_a_real_api_server() {
     })
     .await;
     step(start, "children garbage-collected");
-    drop(op_b);
+
+    // Another holder writes the Lease (as a replica that had lost contact
+    // and came back would): op-b must stop acting, i.e. exit, not carry on.
+    let mut lease = get(&leases, OPERATOR).await.expect("the Lease");
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.holder_identity = Some("intruder".into());
+        spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+    }
+    leases
+        .replace(OPERATOR, &PostParams::default(), &lease)
+        .await
+        .expect("Lease written");
+    let code = op_b.exited().await;
+    assert!(
+        !code.success(),
+        "op-b kept running (or exited cleanly) after losing the Lease"
+    );
+    step(start, "op-b exited on losing the Lease");
 }

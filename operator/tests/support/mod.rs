@@ -11,13 +11,16 @@
 //! `scripts/operator-tools.sh`, and `scripts/operator-e2e.sh` sets them.
 
 use std::future::Future;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub mod otlp;
+mod process;
+
+pub use process::Proc;
 
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -49,83 +52,6 @@ pub fn tools() -> Option<Tools> {
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener.local_addr().expect("bound").port()
-}
-
-/// A child process that is killed when dropped, with its output in a file.
-pub struct Proc {
-    pub name: String,
-    child: Child,
-    pub log: PathBuf,
-}
-
-impl Proc {
-    pub fn spawn(name: &str, dir: &Path, command: &mut Command) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let err = file.try_clone().expect("log file");
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc {
-            name: name.into(),
-            child,
-            log,
-        }
-    }
-
-    /// Sends SIGTERM and waits (bounded) for the process to exit.
-    pub async fn terminate(&mut self) -> ExitStatus {
-        let early = self
-            .child
-            .try_wait()
-            .expect("the process can be waited for");
-        assert!(
-            early.is_none(),
-            "{} had already exited with {early:?}",
-            self.name
-        );
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        assert!(
-            sent.is_ok_and(|s| s.success()),
-            "cannot signal {}",
-            self.name
-        );
-        let child = &mut self.child;
-        eventually(&format!("{} to exit", self.name), || {
-            let status = child.try_wait().ok().flatten();
-            async move { status }
-        })
-        .await
-    }
-
-    fn tail(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut text);
-        }
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "----- last lines of {} ({}) -----\n{}",
-                self.name,
-                self.log.display(),
-                self.tail()
-            );
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Polls `check` until it returns `Some`, failing the test after `TIMEOUT`.
