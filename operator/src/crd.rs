@@ -30,6 +30,9 @@ pub const GROUP: &str = "settingssync.dev";
     shortname = "ssync",
     namespaced,
     status = "SettingsSyncStatus",
+    // The name becomes a Service name (a DNS-1035 label) and a label value.
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$')")
+        .message("the name must be a DNS-1035 label: at most 63 lowercase letters, digits and '-', starting with a letter"),
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
     printcolumn = r#"{"name":"Available","type":"string","jsonPath":".status.conditions[?(@.type==\"Available\")].status"}"#,
@@ -234,6 +237,17 @@ mod tests {
         assert_eq!(crd["spec"]["scope"], "Namespaced");
         assert_eq!(crd["metadata"]["name"], "settingssyncs.settingssync.dev");
         assert!(crd["spec"]["versions"][0]["subresources"]["status"].is_object());
+    }
+
+    #[test]
+    fn the_name_must_be_a_dns_label_for_the_service() {
+        let rules = &schema()["x-kubernetes-validations"];
+        assert!(
+            rules[0]["rule"]
+                .as_str()
+                .unwrap()
+                .contains("self.metadata.name")
+        );
     }
 
     #[test]

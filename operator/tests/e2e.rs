@@ -217,23 +217,28 @@ async fn the_operator_runs_a_settings_sync_on_a_real_api_server() {
 
     // The CRD's schema is enforced by the API server.
     let resources: Api<SettingsSync> = Api::namespaced(admin.clone(), APPS);
+    eventually("the CRD to be served", || async {
+        resources.list(&ListParams::default()).await.ok()
+    })
+    .await;
     let too_many = SettingsSync::new("too-many", spec(51, "img:1"));
     let refused = resources.create(&PostParams::default(), &too_many).await;
     assert!(
         matches!(refused, Err(kube::Error::Api(s)) if s.code == 422),
         "replicas 51 was accepted"
     );
+    let long_name = SettingsSync::new(&"a".repeat(64), spec(1, "img:1"));
+    let refused = resources.create(&PostParams::default(), &long_name).await;
+    assert!(
+        matches!(refused, Err(kube::Error::Api(s)) if s.code == 422),
+        "a 64-character name was accepted"
+    );
 
-    let created = eventually("the CRD to be served", || async {
-        resources
-            .create(
-                &PostParams::default(),
-                &SettingsSync::new("prefs", spec(2, "settings-sync:1.0.0")),
-            )
-            .await
-            .ok()
-    })
-    .await;
+    let prefs = SettingsSync::new("prefs", spec(2, "settings-sync:1.0.0"));
+    let created = resources
+        .create(&PostParams::default(), &prefs)
+        .await
+        .expect("the resource is created");
 
     step(start, "SettingsSync created");
     // Children appear, owned by the resource; the Deployment waits for the
