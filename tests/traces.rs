@@ -22,34 +22,6 @@ use tokio::process::{Child, Command};
 const SYNC: &str = "settingssync.v1.SettingsSync/Sync";
 const WATCH: &str = "settingssync.v1.SettingsSync/Watch";
 
-/// The `settings-sync` binary of this checkout. A test of another package
-/// has no `CARGO_BIN_EXE_` for it, so build it (a no-op when fresh) into
-/// the target directory this test runs from.
-fn server_binary() -> std::path::PathBuf {
-    static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let built = std::process::Command::new(cargo)
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "settings-sync",
-                    "--bin",
-                    "settings-sync",
-                ])
-                .status()
-                .expect("running cargo build");
-            assert!(built.success(), "building the server failed");
-            // Test executables live in <target>/<profile>/deps.
-            let exe = std::env::current_exe().expect("the test executable");
-            let profile = exe.parent().and_then(|deps| deps.parent());
-            profile.expect("a target directory").join("settings-sync")
-        })
-        .clone()
-}
-
 /// `settings-sync serve` with telemetry pointed at `endpoint`.
 struct TracedServer {
     endpoint: String,
@@ -73,7 +45,7 @@ impl TracedServer {
                 (url, Some(dir))
             }
         };
-        let mut command = Command::new(server_binary());
+        let mut command = Command::new(settings_sync_tests::replicas::server_binary());
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url])
             .env("RUST_LOG", "info")

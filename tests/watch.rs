@@ -308,6 +308,13 @@ async fn a_late_committing_writer_is_never_skipped() {
 /// (HTTP/2 flow control lets a few megabytes through first.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_stops_reading_is_cut_off_with_a_clear_status() {
+    // A bound on the whole scenario, so a regression fails instead of hanging CI.
+    tokio::time::timeout(Duration::from_secs(120), stalled_watcher_scenario())
+        .await
+        .expect("the stalled-watcher scenario finished in time");
+}
+
+async fn stalled_watcher_scenario() {
     const WRITES: u64 = 600;
     let server = TestServer::start_with(
         Backend::Sqlite,

@@ -133,7 +133,8 @@ impl Telemetry {
     }
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// `error: cause: cause …`, for one log line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
