@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The operator's chart tests and end-to-end suite, against a real etcd +
+# The operator's chart tests, its contract with the real server binary, and
+# its end-to-end suite against a real etcd +
 # kube-apiserver + kube-controller-manager started by the tests.
 # Builds and caches helm and the cluster binaries first (from Go modules;
 # see scripts/operator-tools.sh): about 10 minutes the first time on
@@ -30,5 +31,10 @@ SETTINGS_SYNC_E2E_K8S=$(scripts/operator-tools.sh cluster)
 export SETTINGS_SYNC_HELM SETTINGS_SYNC_E2E_K8S
 echo "operator-e2e: tools ready in $((SECONDS - start))s" >&2
 
+# The server binary, for the operator/server contract tests.
+cargo build -p settings-sync
+SETTINGS_SYNC_SERVER_BIN="${CARGO_TARGET_DIR:-target}/debug/settings-sync"
+export SETTINGS_SYNC_SERVER_BIN
+
 # One test binary at a time: each e2e test starts its own control plane.
-cargo test -p settings-sync-operator --test chart --test e2e -- --test-threads=1
+cargo test -p settings-sync-operator --test chart --test server_contract --test e2e -- --test-threads=1
