@@ -12,8 +12,16 @@ fi
 eval "$(scripts/postgres.sh start)"
 trap 'scripts/postgres.sh stop "$SETTINGS_SYNC_TEST_PG_DIR"' EXIT
 
+# helm, etcd, kube-apiserver and kube-controller-manager for the operator's
+# chart and end-to-end tests: built from Go modules once, then cached
+# outside the repo (scripts/operator-tools.sh).
+SETTINGS_SYNC_HELM=$(scripts/operator-tools.sh helm)
+SETTINGS_SYNC_E2E_K8S=$(scripts/operator-tools.sh cluster)
+export SETTINGS_SYNC_HELM SETTINGS_SYNC_E2E_K8S
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The replica and fault suites start the server binary as processes.
 cargo build --workspace --bins
+export SETTINGS_SYNC_SERVER_BIN="$PWD/${CARGO_TARGET_DIR:-target}/debug/settings-sync"
 cargo test --workspace --no-fail-fast
