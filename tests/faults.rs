@@ -78,25 +78,31 @@ async fn eventually_health(endpoint: &str, service: &str, wanted: ServingStatus)
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_a_replica_mid_load_loses_nothing() {
-    let url = postgres::fresh_database().await;
-    let mut replicas = futures::future::join_all((0..3).map(|_| Replica::start(&url, &[]))).await;
-    let endpoints: Vec<String> = replicas.iter().map(Replica::endpoint).collect();
+/// Starts the load in the background and returns once its first write is
+/// stored, so a fault lands mid-load.
+async fn start_load(endpoints: &[String], config: LoadConfig) -> tokio::task::JoinHandle<Vec<Op>> {
     let load = {
-        let endpoints = endpoints.clone();
-        tokio::spawn(async move { load::run(&endpoints, &config(11, false)).await })
+        let endpoints = endpoints.to_vec();
+        tokio::spawn(async move { load::run(&endpoints, &config).await })
     };
-    // Kill once the load is well under way: after the first acknowledged writes.
-    let mut probe = Client::connect(endpoints[1].clone()).await.unwrap();
+    let mut probe = Client::connect(endpoints[0].clone()).await.unwrap();
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while probe.get(&key_of(0)).await.unwrap().is_none() {
+    while !probe.get(&key_of(0)).await.is_ok_and(|d| d.is_some()) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the load never started"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    load
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_replica_mid_load_loses_nothing() {
+    let url = postgres::fresh_database().await;
+    let mut replicas = futures::future::join_all((0..3).map(|_| Replica::start(&url, &[]))).await;
+    let endpoints: Vec<String> = replicas.iter().map(Replica::endpoint).collect();
+    let load = start_load(&endpoints, config(11, false)).await;
     replicas[0].kill_9().await;
     let history = load.await.unwrap();
     let report = verify("kill -9 of a replica", &history, &endpoints[1]).await;
@@ -119,14 +125,7 @@ async fn a_postgres_restart_mid_load_loses_nothing_and_replicas_recover() {
         )
         .await;
     }
-    let load = {
-        let endpoints = endpoints.clone();
-        tokio::spawn(async move { load::run(&endpoints, &config(12, false)).await })
-    };
-    let mut probe = Client::connect(endpoints[0].clone()).await.unwrap();
-    while probe.get(&key_of(0)).await.unwrap().is_none() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let load = start_load(&endpoints, config(12, false)).await;
 
     cluster.stop_server();
     for endpoint in &endpoints {
@@ -169,15 +168,9 @@ async fn cutting_database_connections_mid_load_loses_nothing() {
     let proxied = url.replace(&upstream.to_string(), &proxy.addr.to_string());
     let replicas = futures::future::join_all((0..2).map(|_| Replica::start(&proxied, &[]))).await;
     let endpoints: Vec<String> = replicas.iter().map(Replica::endpoint).collect();
-    let load = {
-        let endpoints = endpoints.clone();
-        tokio::spawn(async move { load::run(&endpoints, &config(13, false)).await })
-    };
-    let mut probe = Client::connect(endpoints[0].clone()).await.unwrap();
+    let load = start_load(&endpoints, config(13, false)).await;
     while !load.is_finished() && proxy.cuts() < 20 {
-        if probe.get(&key_of(0)).await.is_ok_and(|d| d.is_some()) {
-            proxy.cut_all();
-        }
+        proxy.cut_all();
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let history = load.await.unwrap();
