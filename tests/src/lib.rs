@@ -11,6 +11,8 @@
 //! - [`load`]: concurrent clients recording a history of every call.
 //! - [`linearizable`]: checks such a history and that nothing acknowledged was lost.
 
+pub mod browsers;
+pub mod causal;
 pub mod cluster;
 pub mod fixtures;
 pub mod linearizable;
@@ -19,7 +21,9 @@ pub mod otlp;
 pub mod postgres;
 pub mod proxy;
 pub mod replicas;
+pub mod sequences;
 pub mod server;
+pub mod simulation;
 pub mod watchers;
 
 pub use server::{Backend, TestServer};
