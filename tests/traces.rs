@@ -48,6 +48,7 @@ impl TracedServer {
         let mut command = Command::new(settings_sync_tests::replicas::server_binary());
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url])
+            .arg("--insecure-no-auth")
             .env("RUST_LOG", "info")
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
             // Export within milliseconds, so tests wait for little.

@@ -7,7 +7,7 @@ use settings_sync_protocol::{Decision, Document, DocumentKey, Versioned};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::trace::TraceContextInterceptor;
+use crate::auth::{CallInterceptor, InvalidToken};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,6 +17,8 @@ pub enum Error {
     Status(#[from] tonic::Status),
     #[error("the server sent an invalid response: {0}")]
     InvalidResponse(#[from] WireError),
+    #[error(transparent)]
+    InvalidToken(#[from] InvalidToken),
 }
 
 impl Error {
@@ -44,13 +46,14 @@ pub struct QueryPage {
 }
 
 /// The channel every call goes through: it adds the caller's W3C trace
-/// context (see [`crate::trace`]).
-pub type TracedChannel = InterceptedService<Channel, TraceContextInterceptor>;
+/// context (see [`crate::trace`]) and bearer token, if any (see [`crate::auth`]).
+pub type TracedChannel = InterceptedService<Channel, CallInterceptor>;
 
 /// A cheap-to-clone handle on one channel.
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: SettingsSyncClient<TracedChannel>,
+    calls: CallInterceptor,
 }
 
 impl Client {
@@ -77,9 +80,23 @@ impl Client {
     }
 
     pub fn from_channel(channel: Channel) -> Self {
+        let calls = CallInterceptor::default();
         Client {
-            inner: SettingsSyncClient::with_interceptor(channel, TraceContextInterceptor),
+            inner: SettingsSyncClient::with_interceptor(channel, calls.clone()),
+            calls,
         }
+    }
+
+    /// Sends `token` as `authorization: Bearer <token>` on every call.
+    pub fn with_token(self, token: &str) -> Result<Self, Error> {
+        self.set_token(Some(token))?;
+        Ok(self)
+    }
+
+    /// Replaces the bearer token (e.g. a refreshed one) for this client and
+    /// all its clones; `None` sends none.
+    pub fn set_token(&self, token: Option<&str>) -> Result<(), Error> {
+        Ok(self.calls.set_token(token)?)
     }
 
     /// The generated client, for calls this wrapper does not cover (Watch).

@@ -4,6 +4,7 @@
 //! - [`LocalDocument`]: a local copy of one document: optimistic edits, sync,
 //!   the adopt rule, and a fresh writer id per incarnation.
 //! - [`trace`]: every call carries the caller's W3C trace context.
+//! - [`auth`]: and, when given one, a bearer token ([`Client::with_token`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), settings_sync_client::Error> {
@@ -18,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 mod client;
 mod local;
 pub mod trace;

@@ -16,6 +16,29 @@ pub struct ServerArg {
         default_value = "http://127.0.0.1:50051"
     )]
     pub server: String,
+    /// A file holding a bearer token to send. Without it, the token in
+    /// SETTINGS_SYNC_TOKEN, if set. (No --token flag: command lines show up
+    /// in `ps`.)
+    #[arg(long, env = "SETTINGS_SYNC_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+impl ServerArg {
+    /// A client for `--server`, sending the configured token if any.
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        let token = match &self.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?,
+            ),
+            None => std::env::var("SETTINGS_SYNC_TOKEN").ok(),
+        };
+        let client = Client::connect(self.server.clone()).await?;
+        match token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            Some(token) => Ok(client.with_token(token)?),
+            None => Ok(client),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -59,7 +82,7 @@ pub struct QueryArgs {
 
 pub async fn get(args: GetArgs) -> anyhow::Result<()> {
     let key = DocumentKey::parse(&args.tenant, &args.owner, &args.name)?;
-    let mut client = Client::connect(args.server.server).await?;
+    let mut client = args.server.connect().await?;
     match client.get(&key).await? {
         Some(document) => println!("{}", document_json(&document)),
         None => anyhow::bail!("document {key} not found"),
@@ -76,7 +99,7 @@ pub async fn put(args: PutArgs) -> anyhow::Result<()> {
             max_depth: usize::MAX,
         },
     )?;
-    let mut client = Client::connect(args.server.server).await?;
+    let mut client = args.server.connect().await?;
     let write = match (args.clock, args.writer) {
         (Some(clock), Some(writer)) => Versioned {
             value,
@@ -97,7 +120,7 @@ pub async fn put(args: PutArgs) -> anyhow::Result<()> {
 }
 
 pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
-    let mut client = Client::connect(args.server.server).await?;
+    let mut client = args.server.connect().await?;
     let mut token = None;
     loop {
         let page = client

@@ -108,6 +108,12 @@ pub struct ServeArgs {
     pub shutdown_grace_seconds: u64,
     #[command(flatten)]
     pub trace: crate::telemetry::TraceArgs,
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
+    #[command(flatten)]
+    pub caps: crate::limits::LimitArgs,
 }
 
 impl DatabaseArgs {

@@ -8,11 +8,17 @@
 //! - [`config`]: command line and environment.
 //! - [`cli`]: the small client subcommands (`get`, `put`, `query`).
 //! - [`telemetry`]: logs, and OpenTelemetry traces and metrics over OTLP.
+//! - [`auth`]: bearer-token authentication and the authorization rules.
+//! - [`tls`]: TLS (optionally mutual) on the gRPC port, certificates reloaded on change.
+//! - [`limits`]: per-identity rate limits and Watch stream caps.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod feed;
+pub mod limits;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -18,8 +18,10 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::api::SyncApi;
+use crate::auth::{AuthArgs, Authenticated, Authenticator, TokenVerifier};
 use crate::config::ServeArgs;
 use crate::feed::FeedHub;
+use crate::limits::{RateLimiter, WatchSlots};
 use crate::store::{DocumentStore, PostgresStore, SqliteStore};
 use crate::telemetry::RpcTrace;
 use crate::telemetry::db::DbSystem;
@@ -30,9 +32,6 @@ use crate::telemetry::metrics;
 /// while the process serves, for liveness.
 pub const SERVICE_NAME: &str = "settingssync.v1.SettingsSync";
 
-/// Largest gRPC message accepted: room for a batch of maximal documents.
-const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
-
 pub struct Application {
     listener: TcpListener,
     routes: Routes,
@@ -40,6 +39,7 @@ pub struct Application {
     health_task: JoinHandle<()>,
     compaction_task: JoinHandle<()>,
     grace: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Application {
@@ -70,6 +70,8 @@ impl Application {
 
     /// Serves `store` with the limits and address of `args` (no migration).
     pub async fn with_store<S: DocumentStore>(store: S, args: &ServeArgs) -> anyhow::Result<Self> {
+        let verifier = token_verifier(&args.auth)?;
+        let tls = args.tls.acceptor().context("setting up TLS")?;
         let store = Arc::new(store);
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_service_status("", ServingStatus::Serving).await;
@@ -88,8 +90,13 @@ impl Application {
             .build_v1()?;
         let feeds = Arc::new(FeedHub::new(store.clone(), args.feed_config()));
         let compaction_task = tokio::spawn(compact_history(store.clone(), args.change_retention()));
-        let api = SettingsSyncServer::new(SyncApi::new(store, feeds, args.limits()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let watch_slots = Arc::new(WatchSlots::new(args.caps.max_watch_streams_per_identity));
+        let api = SyncApi::new(store, feeds, args.limits()).with_watch_slots(watch_slots);
+        let api =
+            SettingsSyncServer::new(api).max_decoding_message_size(args.caps.max_message_bytes);
+        let rate = RateLimiter::new(args.caps.rate_limit_per_second, args.caps.rate_limit_burst);
+        let auth = Authenticator::new(verifier, args.tls.mutual(), rate);
+        let api = Authenticated::new(api, auth);
         let routes = Routes::new(RpcTrace::new(api, args.trace))
             .add_service(health_service)
             .add_service(reflection);
@@ -103,6 +110,7 @@ impl Application {
             health_task,
             compaction_task,
             grace: args.shutdown_grace(),
+            tls,
         })
     }
 
@@ -124,6 +132,7 @@ impl Application {
             health_task,
             compaction_task,
             grace,
+            tls,
         } = self;
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
@@ -142,9 +151,14 @@ impl Application {
             );
             let _ = stopping_tx.send(());
         };
-        let serve = tonic::transport::Server::builder()
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming(listener), signal);
+        let server = tonic::transport::Server::builder().add_routes(routes);
+        let serve: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = match tls {
+            Some(acceptor) => Box::pin(server.serve_with_incoming_shutdown(
+                crate::tls::incoming(incoming(listener), acceptor),
+                signal,
+            )),
+            None => Box::pin(server.serve_with_incoming_shutdown(incoming(listener), signal)),
+        };
         tokio::pin!(serve);
         tokio::select! {
             result = &mut serve => result.context("serving gRPC")?,
@@ -153,6 +167,34 @@ impl Application {
             }
         }
         Ok(())
+    }
+}
+
+/// The token verifier, or `None` in `--insecure-no-auth` mode. Refuses to
+/// start with neither: an open server must be asked for, never a default.
+fn token_verifier(args: &AuthArgs) -> anyhow::Result<Option<TokenVerifier>> {
+    let verifier = TokenVerifier::from_args(args).context("loading the JWT keys")?;
+    match (&verifier, args.insecure_no_auth) {
+        (Some(_), _) => {
+            if args.jwks_file.is_some()
+                && (args.jwt_issuer.is_none() || args.jwt_audience.is_none())
+            {
+                tracing::warn!(
+                    "--jwks-file without --jwt-issuer and --jwt-audience accepts tokens any issuer using these keys minted"
+                );
+            }
+            Ok(verifier)
+        }
+        (None, true) => {
+            tracing::warn!(
+                "--insecure-no-auth: every caller may read and write every document; for local development only"
+            );
+            Ok(None)
+        }
+        (None, false) => anyhow::bail!(
+            "no authentication configured: pass --jwks-file (or --jwt-secret-file for development), \
+             or --insecure-no-auth to serve without authentication on a trusted machine"
+        ),
     }
 }
 

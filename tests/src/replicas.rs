@@ -57,6 +57,7 @@ impl Replica {
                 database_url,
             ])
             .args(extra)
+            .args(crate::server::auth_flags(extra))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -24,6 +24,7 @@ pub struct TestServer {
 }
 
 /// Serve arguments as the command line would give them, with `extra` flags.
+/// Without authentication unless `extra` configures it (see [`auth_flags`]).
 pub fn serve_args(database_url: &str, extra: &[&str]) -> ServeArgs {
     let mut argv = vec![
         "settings-sync",
@@ -34,9 +35,23 @@ pub fn serve_args(database_url: &str, extra: &[&str]) -> ServeArgs {
         database_url,
     ];
     argv.extend_from_slice(extra);
+    argv.extend_from_slice(auth_flags(extra));
     match Cli::parse_from(argv).command {
         Command::Serve(args) => args,
         _ => unreachable!("parsed a serve command line"),
+    }
+}
+
+/// `--insecure-no-auth`, unless `extra` already says how to authenticate:
+/// `serve` refuses to start without either.
+pub fn auth_flags(extra: &[&str]) -> &'static [&'static str] {
+    let configured = extra
+        .iter()
+        .any(|flag| ["--jwks-file", "--jwt-secret-file", "--insecure-no-auth"].contains(flag));
+    if configured {
+        &[]
+    } else {
+        &["--insecure-no-auth"]
     }
 }
 

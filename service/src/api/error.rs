@@ -4,6 +4,7 @@ use settings_sync_proto::convert::WireError;
 use settings_sync_protocol::{MergeError, ValueError};
 use tonic::{Code, Status};
 
+use crate::auth::{AuthError, Denied};
 use crate::store::StoreError;
 use crate::telemetry::error_chain;
 
@@ -17,6 +18,14 @@ pub enum ApiError {
     NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(#[from] AuthError),
+    #[error("permission denied: {0}")]
+    Denied(#[from] Denied),
+    #[error("rate limit exceeded for this identity; retry later")]
+    RateLimited,
+    #[error("at most {0} Watch streams per identity are open at once; close one first")]
+    TooManyWatches(usize),
 }
 
 impl From<ApiError> for Status {
@@ -29,6 +38,11 @@ impl From<ApiError> for Status {
                 Status::invalid_argument(error.to_string())
             }
             ApiError::NotFound(_) => Status::not_found(error.to_string()),
+            ApiError::Unauthenticated(_) => Status::unauthenticated(error.to_string()),
+            ApiError::Denied(_) => Status::permission_denied(error.to_string()),
+            ApiError::RateLimited | ApiError::TooManyWatches(_) => {
+                Status::resource_exhausted(error.to_string())
+            }
             ApiError::Store(StoreError::Merge(merge)) => match merge {
                 MergeError::ConflictingContent(_) | MergeError::ClockJump { .. } => {
                     Status::failed_precondition(merge.to_string())

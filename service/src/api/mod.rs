@@ -1,8 +1,9 @@
 //! The `settingssync.v1.SettingsSync` gRPC service over any [`DocumentStore`].
 
 mod error;
-mod query;
-mod watch;
+// Public so the fuzz targets run the very parsers the service uses.
+pub mod query;
+pub mod watch;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,7 +17,9 @@ use tonic::{Request, Response, Status};
 
 pub use error::ApiError;
 
+use crate::auth::{Access, AuthError, Caller, authorize};
 use crate::feed::FeedHub;
+use crate::limits::WatchSlots;
 use crate::store::DocumentStore;
 use crate::telemetry::TraceSettings;
 use crate::telemetry::sync::SyncTrace;
@@ -43,6 +46,7 @@ pub struct SyncApi<S> {
     store: Arc<S>,
     feeds: Arc<FeedHub<S>>,
     limits: Limits,
+    watch_slots: Arc<WatchSlots>,
 }
 
 impl<S: DocumentStore> SyncApi<S> {
@@ -51,8 +55,22 @@ impl<S: DocumentStore> SyncApi<S> {
             store,
             feeds,
             limits,
+            watch_slots: Arc::new(WatchSlots::new(0)),
         }
     }
+
+    /// Caps the Watch streams each identity may hold open.
+    pub fn with_watch_slots(mut self, slots: Arc<WatchSlots>) -> Self {
+        self.watch_slots = slots;
+        self
+    }
+}
+
+/// The caller the auth interceptor established. Its absence means the
+/// service was mounted without the interceptor: fail closed.
+fn caller<T>(request: &Request<T>) -> Result<Caller, ApiError> {
+    let caller = request.extensions().get::<Caller>().cloned();
+    caller.ok_or(ApiError::Unauthenticated(AuthError::Missing))
 }
 
 fn decision(decision: Decision) -> v1::Decision {
@@ -74,9 +92,11 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
         request: Request<v1::SyncRequest>,
     ) -> Result<Response<v1::SyncResponse>, Status> {
         let mut trace = SyncTrace::start(&request);
+        let caller = caller(&request).map_err(|e| trace.refused(e))?;
         let request = request.into_inner();
         let key = parse_key(request.key).map_err(|e| trace.refused(e.into()))?;
         trace.key(&key);
+        authorize(&caller, Access::Sync(&key)).map_err(|e| trace.refused(e.into()))?;
         let write = parse_write(&request.value_json, request.stamp, self.limits.value)
             .map_err(|e| trace.refused(e.into()))?;
         trace.incoming(&write.stamp);
@@ -96,7 +116,9 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
         &self,
         request: Request<v1::GetRequest>,
     ) -> Result<Response<v1::GetResponse>, Status> {
+        let caller = caller(&request)?;
         let key = parse_key(request.into_inner().key).map_err(ApiError::from)?;
+        authorize(&caller, Access::Get(&key)).map_err(ApiError::from)?;
         let document = self.store.get(&key).await.map_err(ApiError::from)?;
         let document = document.ok_or_else(|| ApiError::NotFound(key.to_string()))?;
         Ok(Response::new(v1::GetResponse {
@@ -108,6 +130,7 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
         &self,
         request: Request<v1::BatchGetRequest>,
     ) -> Result<Response<v1::BatchGetResponse>, Status> {
+        let caller = caller(&request)?;
         let keys = request.into_inner().keys;
         if keys.len() > self.limits.max_batch_keys {
             let message = format!(
@@ -122,6 +145,7 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
             .map(|k| parse_key(Some(k)))
             .collect::<Result<Vec<_>, _>>();
         let keys = keys.map_err(ApiError::from)?;
+        authorize(&caller, Access::BatchGet(&keys)).map_err(ApiError::from)?;
         let found = self.store.batch_get(&keys).await.map_err(ApiError::from)?;
         let missing = keys
             .iter()
@@ -138,7 +162,12 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
         &self,
         request: Request<v1::QueryRequest>,
     ) -> Result<Response<v1::QueryResponse>, Status> {
+        let caller = caller(&request)?;
         let spec = query::parse(request.into_inner(), self.limits.value)?;
+        let access = Access::Query {
+            tenant: &spec.tenant,
+        };
+        authorize(&caller, access).map_err(ApiError::from)?;
         let page = self.store.query(&spec).await.map_err(ApiError::from)?;
         Ok(Response::new(v1::QueryResponse {
             documents: page.documents.iter().map(Into::into).collect(),
@@ -157,9 +186,25 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
         request: Request<v1::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let trace = TraceSettings::of(&request);
+        let caller = caller(&request)?;
         let spec = watch::parse(request.into_inner())?;
         trace.record_watch(&spec.tenant, spec.owner.as_ref(), spec.name.as_ref());
+        let access = Access::Watch {
+            tenant: &spec.tenant,
+            owner: spec.owner.as_ref(),
+        };
+        authorize(&caller, access).map_err(ApiError::from)?;
+        let permit = self
+            .watch_slots
+            .try_acquire(&caller.limit_key())
+            .ok_or(ApiError::TooManyWatches(self.watch_slots.max()))?;
         let stream = watch::stream(self.store.clone(), self.feeds.clone(), spec);
+        // The permit lives as long as the stream: tonic drops the stream when
+        // the client cancels or disconnects, which frees the slot.
+        let stream = futures::StreamExt::map(stream, move |item| {
+            let _held = &permit;
+            item
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 }

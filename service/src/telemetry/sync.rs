@@ -125,6 +125,9 @@ impl SyncTrace {
                 }
                 "clock_jump"
             }
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::Denied(_) => "permission_denied",
+            ApiError::RateLimited | ApiError::TooManyWatches(_) => "rate_limited",
             ApiError::NotFound(_) | ApiError::Store(_) => return error,
         };
         self.span.record("settings_sync.decision", "REJECTED");
