@@ -64,7 +64,7 @@ target=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
 server=$target/debug/settings-sync
 
 OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 OTEL_SERVICE_NAME=settings-sync \
-  RUST_LOG=info "$server" serve --listen 127.0.0.1:0 --data-dir "$work/data" \
+  RUST_LOG=info "$server" serve --insecure-no-auth --listen 127.0.0.1:0 --data-dir "$work/data" \
   2>"$work/server.log" &
 server_pid=$!
 pids+=("$server_pid")
