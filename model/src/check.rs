@@ -1,209 +1,228 @@
-//! Breadth-first search of every reachable state, checking the properties
-//! on each state and transition. The first violation found is returned with
-//! the shortest history that reaches it.
+//! Breadth-first search of every reachable state, checking P1 and P5 on
+//! each state and P2–P4 on each transition. The first violation is returned
+//! with a shortest history that reaches it (BFS finds shortest first).
+//!
+//! A hand-written search rather than `stateright`: P2–P4 are properties of
+//! transitions, which stateright checks only on states (it would have to
+//! carry the previous state inside each state), and the reductions in
+//! `canon` need full control of what is stored.
 
 use std::collections::HashMap;
-use std::collections::hash_map::{DefaultHasher, Entry};
-use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
-use crate::properties::{self, Violation, show};
+use crate::canon::{canonicalize, fingerprint};
+use crate::history;
+use crate::properties::{Violation, check_state, check_transition};
 use crate::rules::Rules;
-use crate::state::{Action, Limits, Message, State};
+use crate::state::{MAX_CLIENTS, MAX_EDITS, MAX_IN_FLIGHT, State};
+use crate::step::{Action, Limits, actions, step};
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bounds {
     pub clients: usize,
     pub edits: usize,
-    pub resets: u8,
+    pub resets: usize,
     pub in_flight: usize,
 }
 
 impl Bounds {
-    /// The bounds CI runs, each in well under a minute: three clients with
-    /// two messages in flight, and two clients with three. (All of 3, 3, 1, 3
-    /// at once is over 60 million states: behind SETTINGS_SYNC_MODEL_BOUNDS.)
-    pub const CI: [Bounds; 2] = [
-        Bounds {
-            clients: 3,
-            edits: 3,
-            resets: 1,
-            in_flight: 2,
-        },
-        Bounds {
-            clients: 2,
-            edits: 3,
-            resets: 1,
-            in_flight: 3,
-        },
-    ];
+    /// The bounds the test suite checks: 3 clients, 3 edits, 1 reset,
+    /// 3 messages in flight.
+    pub const DEFAULT: Bounds = Bounds {
+        clients: 3,
+        edits: 3,
+        resets: 1,
+        in_flight: 3,
+    };
 
-    /// `clients,edits,resets,in_flight`, e.g. from `SETTINGS_SYNC_MODEL_BOUNDS`.
-    pub fn parse(text: &str) -> Option<Bounds> {
+    /// `clients,edits,resets,in_flight`, as in `SETTINGS_SYNC_MODEL_BOUNDS`.
+    pub fn parse(text: &str) -> Result<Bounds, String> {
         let n: Vec<usize> = text
             .split(',')
-            .map(|p| p.trim().parse().ok())
-            .collect::<Option<_>>()?;
-        match n[..] {
-            [clients, edits, resets, in_flight] if edits <= 16 => Some(Bounds {
-                clients,
-                edits,
-                resets: u8::try_from(resets).ok()?,
-                in_flight,
-            }),
-            _ => None,
+            .map(|p| p.trim().parse::<usize>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("bounds {text:?}: {e}"))?;
+        let [clients, edits, resets, in_flight] = n[..] else {
+            return Err(format!(
+                "bounds {text:?}: expected clients,edits,resets,in_flight"
+            ));
+        };
+        if !(1..=MAX_CLIENTS).contains(&clients) || edits > MAX_EDITS || in_flight > MAX_IN_FLIGHT {
+            return Err(format!(
+                "bounds {text:?}: at most {MAX_CLIENTS} clients, {MAX_EDITS} edits, {MAX_IN_FLIGHT} in flight"
+            ));
         }
+        Ok(Bounds {
+            clients,
+            edits,
+            resets,
+            in_flight,
+        })
+    }
+
+    /// `SETTINGS_SYNC_MODEL_BOUNDS` if set, else the default.
+    pub fn from_env() -> Bounds {
+        match std::env::var("SETTINGS_SYNC_MODEL_BOUNDS") {
+            Ok(text) => Bounds::parse(&text).unwrap_or_else(|e| panic!("{e}")),
+            Err(_) => Bounds::DEFAULT,
+        }
+    }
+
+    pub fn limits(self) -> Limits {
+        Limits {
+            edits: self.edits,
+            resets: self.resets,
+            in_flight: self.in_flight,
+        }
+    }
+
+    /// The seed's rules let clocks grow with every round trip; the search
+    /// stops at this clock. The correct rules never get near it: every
+    /// clock is at most the number of edits (`truncated` stays 0).
+    pub fn clock_ceiling(self) -> u8 {
+        (4 * self.edits + 8).min(200) as u8
     }
 }
 
 #[derive(Debug)]
 pub struct Outcome {
+    pub rules: Rules,
+    pub bounds: Bounds,
+    /// Distinct canonical states reached.
     pub states: usize,
     pub transitions: usize,
+    /// Transitions not followed because a clock passed the ceiling.
+    pub truncated: usize,
+    /// BFS levels explored.
+    pub depth: usize,
     pub elapsed: Duration,
-    /// The first violation and the shortest history leading to it.
-    pub counterexample: Option<(Violation, String)>,
+    pub counterexample: Option<Counterexample>,
 }
 
-/// Visited states are kept as 128-bit fingerprints with the step that first
-/// reached them (as TLC does), so memory grows by a few dozen bytes a state;
-/// only the frontier is held in full.
-type Fingerprint = u128;
-
-fn fingerprint(state: &State) -> Fingerprint {
-    let mut low = DefaultHasher::new();
-    state.hash(&mut low);
-    let mut high = DefaultHasher::new();
-    (0x5eed_u32, state).hash(&mut high);
-    (u128::from(high.finish()) << 64) | u128::from(low.finish())
+#[derive(Debug)]
+pub struct Counterexample {
+    pub violation: Violation,
+    /// One line per action, each with the state after it.
+    pub history: String,
 }
+
+/// The visited set maps each state's fingerprint to its parent's, for
+/// histories. Fingerprints are already uniform hashes, so the map uses
+/// their low bits as they are instead of hashing them again.
+#[derive(Default)]
+pub struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+pub type Visited = HashMap<u128, u128, BuildHasherDefault<PassThrough>>;
 
 pub fn check(rules: Rules, bounds: Bounds) -> Outcome {
     let started = Instant::now();
-    let limits = Limits {
-        edits: bounds.edits,
-        resets: bounds.resets,
-        in_flight: bounds.in_flight,
+    let limits = bounds.limits();
+    let ceiling = bounds.clock_ceiling();
+    let mut root = State::initial(bounds.clients, rules.uses_writers());
+    canonicalize(&mut root, rules.uses_writers());
+    let root_fp = fingerprint(&root);
+    let mut visited = Visited::default();
+    visited.insert(root_fp, root_fp);
+    let mut outcome = Outcome {
+        rules,
+        bounds,
+        states: 1,
+        transitions: 0,
+        truncated: 0,
+        depth: 0,
+        elapsed: Duration::ZERO,
+        counterexample: None,
     };
-    let initial = State::initial(bounds.clients);
-    let mut reached: HashMap<Fingerprint, Option<(Fingerprint, Action)>> = HashMap::new();
-    reached.insert(fingerprint(&initial), None);
-    let mut frontier = vec![initial.clone()];
-    let mut transitions = 0;
-    while !frontier.is_empty() {
+    let found = |visited: &Visited, at: u128, last: Option<Action>, violation: Violation| {
+        Some(history::counterexample(
+            rules, bounds, &root, visited, at, last, violation,
+        ))
+    };
+    if let Err(violation) = check_state(&root, rules) {
+        outcome.counterexample = found(&visited, root_fp, None, violation);
+    }
+    let mut frontier = vec![(root_fp, root)];
+    let mut enabled = Vec::new();
+    'search: while !frontier.is_empty() && outcome.counterexample.is_none() {
+        outcome.depth += 1;
         let mut next_level = Vec::new();
-        for current in frontier {
-            let here = fingerprint(&current);
-            if let Some(found) = properties::convergence(&current, rules)
-                .or_else(|| properties::nothing_lost(&current))
-            {
-                let text = history(&initial, &reached, here, None, rules);
-                return finish(reached.len(), transitions, started, Some((found, text)));
-            }
-            for action in current.actions(limits) {
-                transitions += 1;
-                let after = current.step(rules, action);
+        for (here, state) in frontier {
+            actions(&state, rules, limits, &mut enabled);
+            for &action in &enabled {
+                outcome.transitions += 1;
+                let mut after = step(&state, rules, limits, action);
                 let delivered = match action {
-                    Action::Deliver(message) => Some(message),
+                    Action::Deliver { message, .. } => Some(message),
                     _ => None,
                 };
-                if let Some(found) = properties::transition(&current, &after, rules, delivered) {
-                    let text = history(&initial, &reached, here, Some(action), rules);
-                    return finish(reached.len(), transitions, started, Some((found, text)));
+                if let Err(v) = check_transition(&state, &after, rules, delivered) {
+                    outcome.counterexample = found(&visited, here, Some(action), v);
+                    break 'search;
                 }
-                if let Entry::Vacant(slot) = reached.entry(fingerprint(&after)) {
-                    slot.insert(Some((here, action)));
-                    next_level.push(after);
+                if after.max_clock() > ceiling {
+                    outcome.truncated += 1;
+                    continue;
                 }
+                canonicalize(&mut after, rules.uses_writers());
+                let there = fingerprint(&after);
+                if visited.contains_key(&there) {
+                    continue;
+                }
+                visited.insert(there, here);
+                if let Err(v) = check_state(&after, rules) {
+                    outcome.counterexample = found(&visited, there, None, v);
+                    break 'search;
+                }
+                next_level.push((there, after));
             }
         }
         frontier = next_level;
     }
-    finish(reached.len(), transitions, started, None)
+    outcome.states = visited.len();
+    outcome.elapsed = started.elapsed();
+    outcome
 }
 
-fn finish(
-    states: usize,
-    transitions: usize,
-    started: Instant,
-    counterexample: Option<(Violation, String)>,
-) -> Outcome {
-    Outcome {
-        states,
-        transitions,
-        elapsed: started.elapsed(),
-        counterexample,
-    }
-}
-
-/// The actions from the initial state to the state `at` (and then `last`),
-/// replayed one line each with the state after it.
-fn history(
-    initial: &State,
-    reached: &HashMap<Fingerprint, Option<(Fingerprint, Action)>>,
-    at: Fingerprint,
-    last: Option<Action>,
-    rules: Rules,
-) -> String {
-    let mut actions: Vec<Action> = last.into_iter().collect();
-    let mut cursor = at;
-    while let Some(Some((parent, action))) = reached.get(&cursor) {
-        actions.push(*action);
-        cursor = *parent;
-    }
-    actions.reverse();
-    let mut text = format!("rules {rules:?}, from the start:\n");
-    let mut state = initial.clone();
-    for action in actions {
-        state = state.step(rules, action);
-        step_line(&mut text, &state, action);
-    }
-    text
-}
-
-fn step_line(text: &mut String, after: &State, action: Action) {
-    let _ = writeln!(text, "  {:<44} -> {}", describe(action), summary(after));
-}
-
-fn describe(action: Action) -> String {
-    match action {
-        Action::Edit { client, send: true } => format!("client {client} edits and sends"),
-        Action::Edit {
-            client,
-            send: false,
-        } => format!("client {client} edits (not sent)"),
-        Action::Sync { client } => format!("client {client} syncs"),
-        Action::Reset { client } => format!("client {client} resets"),
-        Action::Deliver(m) => format!("deliver {}", message(m)),
-        Action::Lose(m) => format!("lose {}", message(m)),
-        Action::Duplicate(m) => format!("duplicate {}", message(m)),
-    }
-}
-
-fn message(m: Message) -> String {
-    match m {
-        Message::Request { from, held } => {
-            format!("request c{from}:{}@{}", show(held.edit), held.stamp.clock)
-        }
-        Message::Response { to, held } => {
-            format!("response ->c{to}:{}@{}", show(held.edit), held.stamp.clock)
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.bounds;
+        write!(
+            f,
+            "{:?} rules, {} clients, {} edits, {} resets, {} in flight: {} states, {} transitions, depth {}, {} cut at the clock ceiling, in {:.1?}",
+            self.rules,
+            b.clients,
+            b.edits,
+            b.resets,
+            b.in_flight,
+            self.states,
+            self.transitions,
+            self.depth,
+            self.truncated,
+            self.elapsed
+        )?;
+        match &self.counterexample {
+            None => write!(f, ": every property holds"),
+            Some(c) => write!(
+                f,
+                "\n{:?} violated: {}\n{}",
+                c.violation.property, c.violation.detail, c.history
+            ),
         }
     }
-}
-
-fn summary(state: &State) -> String {
-    let clients: Vec<String> = state
-        .clients
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("c{i}={}@{}", show(c.held.edit), c.clock))
-        .collect();
-    format!(
-        "backend={}@{} {} in-flight={}",
-        show(state.backend.edit),
-        state.backend.stamp.clock,
-        clients.join(" "),
-        state.network.len()
-    )
 }

@@ -1,159 +1,169 @@
-//! Merge and adopt rules. `Correct` calls the protocol crate itself, so the
-//! model checks the shipped code; the seed variants re-state the seed post.
+//! The merge and adopt rules, pluggable. `Correct` is the protocol crate's
+//! code (through `real`); the others are mutations the checker must catch,
+//! written out here exactly as stated.
 
-use settings_sync_protocol::replica::adopts;
-use settings_sync_protocol::{
-    Clock, Decision, MergePolicy, Stamp, Value, Versioned, WriterId, merge,
-};
+use settings_sync_protocol::Decision;
 
-/// An edit's identity; the value a client shows is the edit that made it.
-pub type EditId = u8;
+use crate::real;
+use crate::state::{Client, EditId, Held, Stamp};
 
-/// A stamp as the model carries it: a clock and a writer incarnation. The
-/// seed rules ignore the writer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ModelStamp {
-    pub clock: u64,
-    pub writer: u8,
-}
-
-/// A value with its stamp, as stored or carried in a message.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Held {
-    pub edit: Option<EditId>,
-    pub stamp: ModelStamp,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Rules {
-    /// `(clock, writer)` stamps; the backend keeps the larger (protocol crate).
+    /// `(clock, writer)` stamps; the backend keeps the larger (`merge`,
+    /// `join`), a client adopts a larger stamp (`Replica`, `adopts`).
     Correct,
-    /// The seed's first rule: larger clock wins, no tie-break; the backend
-    /// stores `c + 1`, a client adopts and sets `clock = c + 1`.
+    /// The seed's first rule: edit `clock += 1`; the backend adopts iff
+    /// `c > B.clock` and stores `c + 1`; a client adopts iff `c > clock`
+    /// and sets `clock = c + 1`. No tie-break.
     SeedOriginal,
-    /// The seed's fix: as above, and on an equal clock the backend keeps its
-    /// value and bumps its clock.
+    /// The seed's fix: as `SeedOriginal`, and on `c == B.clock` the backend
+    /// keeps its value and bumps `B.clock += 1`.
     SeedFixed,
-    /// A planted bug in the correct rules: stamps compared by clock only.
+    /// A planted bug in the correct rules: stamps compared by clock alone,
+    /// the writer tie-break forgotten (backend and client alike).
     ClockOnly,
+    /// A planted bug in the correct rules: a client does not move its clock
+    /// up to what it observes, so its next edit may carry a smaller stamp
+    /// than an edit it has already seen.
+    NoClockCatchUp,
 }
 
 impl Rules {
-    /// The stamp of a client's next edit; `clock` is the client's clock.
-    pub fn edit_stamp(self, clock: &mut u64, writer: u8) -> ModelStamp {
-        *clock += 1;
-        ModelStamp {
-            clock: *clock,
-            writer,
-        }
+    pub const ALL: [Rules; 5] = [
+        Rules::Correct,
+        Rules::SeedOriginal,
+        Rules::SeedFixed,
+        Rules::ClockOnly,
+        Rules::NoClockCatchUp,
+    ];
+
+    /// Whether stamps carry writer names. The seed's rules have none, so
+    /// the model gives their writers no names (and resets no choices).
+    pub fn uses_writers(self) -> bool {
+        !matches!(self, Rules::SeedOriginal | Rules::SeedFixed)
     }
 
-    /// The backend merges `incoming` into `stored`; returns whether the
-    /// incoming value was applied.
-    pub fn backend_receive(self, stored: &mut Held, incoming: Held) -> bool {
-        let Some(_) = incoming.edit else { return false };
+    fn is_seed(self) -> bool {
+        !self.uses_writers()
+    }
+
+    /// The client makes edit `edit`; returns the stamp it gives it.
+    pub fn edit(self, client: &mut Client, edit: EditId) -> Stamp {
+        if self == Rules::Correct {
+            let (clock, held) = real::client_edit(client.writer, client.held, client.clock, edit);
+            (client.clock, client.held) = (clock, held);
+            return held.stamp;
+        }
+        client.clock += 1;
+        let stamp = Stamp {
+            clock: client.clock,
+            writer: client.writer,
+        };
+        client.held = Held {
+            edit: Some(edit),
+            // The seed's clients show a value and keep one clock.
+            stamp: if self.is_seed() {
+                Stamp::default()
+            } else {
+                stamp
+            },
+        };
+        stamp
+    }
+
+    /// What a sync sends: the value and its stamp; the seed's clients send
+    /// their value and their clock.
+    pub fn outgoing(self, client: &Client) -> Held {
+        if self.is_seed() {
+            let stamp = Stamp {
+                clock: client.clock,
+                writer: 0,
+            };
+            return Held {
+                edit: client.held.edit,
+                stamp,
+            };
+        }
+        client.held
+    }
+
+    /// The backend receives `incoming`; `None` if it rejected it. A request
+    /// with no value is a read: it changes nothing.
+    pub fn backend_receive(self, stored: &mut Held, incoming: Held) -> Option<Decision> {
+        if incoming.edit.is_none() {
+            return Some(Decision::Unchanged);
+        }
         match self {
-            Rules::Correct => {
-                let stored_v = stored.edit.map(|_| versioned(stored));
-                let incoming_v = versioned(&incoming);
-                let decision = merge(stored_v.as_ref(), &incoming_v, MergePolicy::UNBOUNDED);
-                let applied = decision == Ok(Decision::Applied);
-                if applied {
-                    *stored = incoming;
-                }
-                applied
+            Rules::Correct | Rules::NoClockCatchUp => {
+                let (decision, after) = real::backend_merge(*stored, incoming);
+                *stored = after;
+                decision
             }
-            Rules::ClockOnly => {
-                let applied = stored.edit.is_none() || incoming.stamp.clock > stored.stamp.clock;
-                if applied {
+            Rules::ClockOnly => Some(
+                if stored.edit.is_none() || incoming.stamp.clock > stored.stamp.clock {
                     *stored = incoming;
-                }
-                applied
-            }
+                    Decision::Applied
+                } else if incoming == *stored {
+                    Decision::Unchanged
+                } else {
+                    Decision::Stale
+                },
+            ),
             Rules::SeedOriginal | Rules::SeedFixed => {
                 let c = incoming.stamp.clock;
                 if c > stored.stamp.clock {
-                    *stored = Held {
-                        edit: incoming.edit,
-                        stamp: ModelStamp {
-                            clock: c + 1,
-                            writer: 0,
-                        },
-                    };
-                    true
-                } else {
-                    if self == Rules::SeedFixed && c == stored.stamp.clock {
-                        stored.stamp.clock += 1;
-                    }
-                    false
+                    stored.edit = incoming.edit;
+                    stored.stamp.clock = c + 1;
+                    return Some(Decision::Applied);
                 }
+                if self == Rules::SeedFixed && c == stored.stamp.clock {
+                    stored.stamp.clock += 1;
+                }
+                Some(Decision::Stale)
             }
         }
     }
 
-    /// A client with state `local` and clock `clock` receives the backend's
-    /// state; returns whether it adopted it.
-    pub fn client_receive(self, local: &mut Held, clock: &mut u64, remote: Held) -> bool {
-        let Some(_) = remote.edit else { return false };
+    /// The client receives the backend's state; returns whether it adopted
+    /// it. A response with no value (nothing stored yet) changes nothing.
+    pub fn client_receive(self, client: &mut Client, remote: Held) -> bool {
+        if remote.edit.is_none() {
+            return false;
+        }
         match self {
             Rules::Correct => {
-                let local_v = local.edit.map(|_| versioned(local));
-                let adopt = adopts(local_v.as_ref(), &versioned(&remote));
-                *clock = (*clock).max(remote.stamp.clock);
-                if adopt {
-                    *local = remote;
-                }
-                adopt
+                let (adopted, clock, held) =
+                    real::client_observe(client.writer, client.held, client.clock, remote);
+                (client.clock, client.held) = (clock, held);
+                adopted
             }
-            Rules::ClockOnly => {
-                *clock = (*clock).max(remote.stamp.clock);
-                let adopt = local.edit.is_none() || remote.stamp.clock > local.stamp.clock;
+            Rules::ClockOnly | Rules::NoClockCatchUp => {
+                let adopt = client.held.edit.is_none()
+                    || if self == Rules::ClockOnly {
+                        remote.stamp.clock > client.held.stamp.clock
+                    } else {
+                        remote.stamp > client.held.stamp
+                    };
+                if self == Rules::ClockOnly {
+                    client.clock = client.clock.max(remote.stamp.clock);
+                }
                 if adopt {
-                    *local = remote;
+                    client.held = remote;
                 }
                 adopt
             }
             Rules::SeedOriginal | Rules::SeedFixed => {
-                if remote.stamp.clock > *clock {
-                    *local = remote;
-                    *clock = remote.stamp.clock + 1;
-                    true
-                } else {
-                    false
+                let c = remote.stamp.clock;
+                if c <= client.clock {
+                    return false;
                 }
+                client.held = Held {
+                    edit: remote.edit,
+                    stamp: Stamp::default(),
+                };
+                client.clock = c + 1;
+                true
             }
         }
-    }
-}
-
-/// The protocol crate's view of a model value, built once per value: the
-/// checker asks millions of times.
-fn versioned(held: &Held) -> Versioned {
-    thread_local! {
-        static CACHE: std::cell::RefCell<std::collections::HashMap<Held, Versioned>> = Default::default();
-    }
-    CACHE.with(|cache| {
-        cache
-            .borrow_mut()
-            .entry(*held)
-            .or_insert_with(|| build_versioned(held))
-            .clone()
-    })
-}
-
-/// The edit id as content.
-fn build_versioned(held: &Held) -> Versioned {
-    let mut map = serde_json::Map::new();
-    map.insert(
-        "edit".into(),
-        held.edit.map_or(serde_json::Value::Null, |e| e.into()),
-    );
-    let clock = Clock::new(held.stamp.clock).expect("model clocks are small");
-    // Zero-padded, so the protocol's bytewise order of writer ids is the
-    // model's numeric order.
-    let writer = WriterId::parse(format!("w{:03}", held.stamp.writer)).expect("a valid writer id");
-    Versioned {
-        value: Value::object(map),
-        stamp: Stamp::new(clock, writer),
     }
 }

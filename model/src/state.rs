@@ -1,196 +1,261 @@
-//! The model's state and its transitions.
+//! The model's state: clients, one backend, the network, and the history
+//! variables the properties need (each edit's causal past and stamp, and
+//! which edits the backend acknowledged).
+//!
+//! Everything is fixed-size and `Copy`: the checker copies a state for every
+//! transition, and a heap allocation each time would dominate its run time.
 
-use crate::rules::{EditId, Held, ModelStamp, Rules};
-
-/// A set of edit ids (at most 16 edits in a model).
+/// An edit's identity, in creation order. A value *is* the edit that made it.
+pub type EditId = u8;
+/// A set of edit ids, one bit each.
 pub type Edits = u16;
+
+pub const MAX_CLIENTS: usize = 5;
+pub const MAX_EDITS: usize = 12;
+pub const MAX_IN_FLIGHT: usize = 6;
 
 pub fn bit(edit: EditId) -> Edits {
     1 << edit
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// A stamp as the model carries it. `writer` is a name for a writer
+/// incarnation; only the order of names matters (see `canon`). The seed's
+/// rules have no writers and leave it 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stamp {
+    pub clock: u8,
+    pub writer: u8,
+}
+
+/// A value with a stamp: what a client shows, the backend stores, or a
+/// message carries. `edit: None` is "no value yet" (and a read request).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Held {
+    pub edit: Option<EditId>,
+    pub stamp: Stamp,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Client {
+    /// The value shown. Under the correct rules its stamp is the write's
+    /// stamp; the seed's clients keep only a clock, so theirs stays default.
     pub held: Held,
-    pub clock: u64,
-    pub incarnation: u8,
-    /// Every edit this incarnation has seen (made or adopted) and their
-    /// causal pasts: the causal past of its next edit.
+    pub clock: u8,
+    /// This incarnation's writer name.
+    pub writer: u8,
+    /// Every edit this incarnation has made or adopted, with their causal
+    /// pasts: the causal past of its next edit. A reset forgets it.
     pub seen: Edits,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Message {
-    /// A client's state (or, with no value, a read) on its way to the backend.
-    Request { from: u8, held: Held },
-    /// The backend's state on its way back.
-    Response { to: u8, held: Held },
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// A client's state on its way to the backend.
+    #[default]
+    Request,
+    /// The backend's state on its way back to a client.
+    Response,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Message {
+    pub kind: Kind,
+    /// The sender of a request, the addressee of a response.
+    pub client: u8,
+    pub held: Held,
+}
+
+/// What the model remembers about an edit, for the properties only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EditRecord {
+    /// The edits its client had seen when it made it.
+    pub past: Edits,
+    /// The stamp its writer gave it.
+    pub stamp: Stamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct State {
-    pub clients: Vec<Client>,
+    pub clients_len: u8,
+    pub clients: [Client; MAX_CLIENTS],
     pub backend: Held,
-    /// In-flight messages, kept sorted: the network is a multiset.
-    pub network: Vec<Message>,
-    /// Causal past and original stamp of every edit made so far.
-    pub edits: Vec<(Edits, ModelStamp)>,
+    /// In-flight messages: a *set*, kept sorted, unused slots default. A
+    /// message stays in flight until it is delivered for the last time or
+    /// lost, so it can be delivered any number of times (duplication) and
+    /// in any order (reordering).
+    pub in_flight: u8,
+    pub network: [Message; MAX_IN_FLIGHT],
+    pub made: u8,
+    pub edits: [EditRecord; MAX_EDITS],
     pub resets: u8,
-    /// Edits the backend applied (acknowledged as APPLIED).
+    /// Edits the backend answered APPLIED to.
     pub acknowledged: Edits,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    Edit { client: u8, send: bool },
-    Sync { client: u8 },
-    Reset { client: u8 },
-    Deliver(Message),
-    Lose(Message),
-    Duplicate(Message),
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    pub edits: usize,
-    pub resets: u8,
-    pub in_flight: usize,
+    /// Acknowledged edits that no longer exist anywhere, summarized for P5:
+    /// their largest stamp and the union of their causal pasts.
+    pub dead_acknowledged: Option<Stamp>,
+    pub dead_acknowledged_past: Edits,
 }
 
 impl State {
-    pub fn initial(clients: usize) -> State {
-        let client = Client {
-            held: Held::default(),
-            clock: 0,
-            incarnation: 0,
-            seen: 0,
-        };
-        State {
-            clients: vec![client; clients],
+    /// `clients` clients with distinct writer names (spaced as `canon` spaces
+    /// them, so the initial state is already canonical), nothing stored.
+    pub fn initial(clients: usize, uses_writers: bool) -> State {
+        assert!(clients <= MAX_CLIENTS, "at most {MAX_CLIENTS} clients");
+        let mut state = State {
+            clients_len: clients as u8,
+            clients: [Client::default(); MAX_CLIENTS],
             backend: Held::default(),
-            network: Vec::new(),
-            edits: Vec::new(),
+            in_flight: 0,
+            network: [Message::default(); MAX_IN_FLIGHT],
+            made: 0,
+            edits: [EditRecord::default(); MAX_EDITS],
             resets: 0,
             acknowledged: 0,
+            dead_acknowledged: None,
+            dead_acknowledged_past: 0,
+        };
+        if uses_writers {
+            for (i, client) in state.clients[..clients].iter_mut().enumerate() {
+                client.writer = crate::canon::writer_name(i as u8);
+            }
+        }
+        state
+    }
+
+    pub fn clients(&self) -> &[Client] {
+        &self.clients[..self.clients_len as usize]
+    }
+
+    pub fn messages(&self) -> &[Message] {
+        &self.network[..self.in_flight as usize]
+    }
+
+    pub fn edits(&self) -> &[EditRecord] {
+        &self.edits[..self.made as usize]
+    }
+
+    pub fn record(&self, edit: EditId) -> EditRecord {
+        self.edits[edit as usize]
+    }
+
+    /// `a` causally precedes `b`: `a` is in the causal past of `b`.
+    pub fn precedes(&self, a: Option<EditId>, b: Option<EditId>) -> bool {
+        match (a, b) {
+            (Some(a), Some(b)) => self.record(b).past & bit(a) != 0,
+            _ => false,
         }
     }
 
-    pub fn writer(&self, client: u8) -> u8 {
-        client * 8 + self.clients[client as usize].incarnation
+    pub fn has_room(&self, capacity: usize) -> bool {
+        (self.in_flight as usize) < capacity.min(MAX_IN_FLIGHT)
     }
 
-    /// The actions enabled in this state.
-    pub fn actions(&self, limits: Limits) -> Vec<Action> {
-        let mut actions = Vec::new();
-        let room = self.network.len() < limits.in_flight;
-        for client in 0..self.clients.len() as u8 {
-            if self.edits.len() < limits.edits {
-                actions.push(Action::Edit {
-                    client,
-                    send: false,
-                });
-                if room {
-                    actions.push(Action::Edit { client, send: true });
+    pub fn contains(&self, message: Message) -> bool {
+        self.messages().binary_search(&message).is_ok()
+    }
+
+    /// Puts `message` in flight. A full network drops it: a bounded network
+    /// that overflows loses messages, which the model allows anyway.
+    pub fn send(&mut self, message: Message, capacity: usize) {
+        let Err(at) = self.messages().binary_search(&message) else {
+            return;
+        };
+        if !self.has_room(capacity) {
+            return;
+        }
+        let len = self.in_flight as usize;
+        self.network.copy_within(at..len, at + 1);
+        self.network[at] = message;
+        self.in_flight += 1;
+    }
+
+    pub fn remove(&mut self, message: Message) {
+        if let Ok(at) = self.messages().binary_search(&message) {
+            let len = self.in_flight as usize;
+            self.network.copy_within(at + 1..len, at);
+            self.network[len - 1] = Message::default();
+            self.in_flight -= 1;
+        }
+    }
+
+    /// Replaces the network with `messages` (any order), keeping the
+    /// invariants: sorted, no duplicates, unused slots default.
+    pub fn set_network(&mut self, messages: &mut [Message]) {
+        messages.sort_unstable();
+        self.network = [Message::default(); MAX_IN_FLIGHT];
+        self.in_flight = 0;
+        for (i, m) in messages.iter().enumerate() {
+            if i == 0 || messages[i - 1] != *m {
+                self.network[self.in_flight as usize] = *m;
+                self.in_flight += 1;
+            }
+        }
+    }
+
+    /// The largest clock anywhere in the state: the seed's rules let clocks
+    /// grow without bound, so the checker cuts the space off at a ceiling.
+    pub fn max_clock(&self) -> u8 {
+        let clients = self
+            .clients()
+            .iter()
+            .map(|c| c.clock.max(c.held.stamp.clock));
+        let messages = self.messages().iter().map(|m| m.held.stamp.clock);
+        clients
+            .chain(messages)
+            .chain([self.backend.stamp.clock])
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl std::fmt::Display for Held {
+    /// `e1@3` (seed rules: a clock) or `e1@3w0` (a clock and a writer, by
+    /// its rank among writer ids); `-` for no value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.edit {
+            None => f.write_str("-")?,
+            Some(edit) => write!(f, "e{edit}")?,
+        }
+        if self.edit.is_some() || self.stamp.clock > 0 {
+            write!(f, "@{}", self.stamp.clock)?;
+        }
+        if self.edit.is_some() && self.stamp.writer != 0 {
+            write!(f, "w{}", self.stamp.writer / 4)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "B={}", self.backend)?;
+        for (i, c) in self.clients().iter().enumerate() {
+            // The seed's clients keep a clock and no stamp: show the clock.
+            let shown = if c.held.stamp == Stamp::default() {
+                Held {
+                    edit: c.held.edit,
+                    stamp: Stamp {
+                        clock: c.clock,
+                        writer: 0,
+                    },
                 }
-            }
-            if room {
-                actions.push(Action::Sync { client });
-            }
-            if self.resets < limits.resets {
-                actions.push(Action::Reset { client });
-            }
-        }
-        let mut distinct = self.network.clone();
-        distinct.dedup();
-        for message in distinct {
-            actions.push(Action::Deliver(message));
-            actions.push(Action::Lose(message));
-            if room {
-                actions.push(Action::Duplicate(message));
+            } else {
+                c.held
+            };
+            write!(f, " c{i}={shown}")?;
+            if shown.stamp.clock != c.clock {
+                write!(f, "/clock {}", c.clock)?;
             }
         }
-        actions
-    }
-
-    fn send(&mut self, message: Message) {
-        let at = self.network.binary_search(&message).unwrap_or_else(|i| i);
-        self.network.insert(at, message);
-    }
-
-    fn take(&mut self, message: Message) {
-        if let Ok(at) = self.network.binary_search(&message) {
-            self.network.remove(at);
+        f.write_str(" net={")?;
+        for (i, m) in self.messages().iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            let (kind, arrow) = match m.kind {
+                crate::state::Kind::Request => ("c", "->B"),
+                crate::state::Kind::Response => ("B->c", ""),
+            };
+            write!(f, "{sep}{kind}{}{arrow} {}", m.client, m.held)?;
         }
-    }
-
-    /// A client adopts the backend's state by the rules; its causal
-    /// knowledge grows by what it adopted.
-    pub fn client_receive(&mut self, rules: Rules, client: u8, remote: Held) {
-        let past = remote.edit.map_or(0, |e| bit(e) | self.edits[e as usize].0);
-        let c = &mut self.clients[client as usize];
-        if rules.client_receive(&mut c.held, &mut c.clock, remote) {
-            c.seen |= past;
-        }
-    }
-
-    /// The backend merges a client's state; returns whether it applied it.
-    pub fn backend_receive(&mut self, rules: Rules, incoming: Held) -> bool {
-        let applied = rules.backend_receive(&mut self.backend, incoming);
-        if applied && let Some(edit) = incoming.edit {
-            self.acknowledged |= bit(edit);
-        }
-        applied
-    }
-
-    pub fn step(&self, rules: Rules, action: Action) -> State {
-        let mut next = self.clone();
-        match action {
-            Action::Edit { client, send } => {
-                let edit = next.edits.len() as EditId;
-                let writer = next.writer(client);
-                let c = &mut next.clients[client as usize];
-                let stamp = rules.edit_stamp(&mut c.clock, writer);
-                next.edits.push((c.seen, stamp));
-                c.held = Held {
-                    edit: Some(edit),
-                    stamp,
-                };
-                c.seen |= bit(edit);
-                let held = c.held;
-                if send {
-                    next.send(Message::Request { from: client, held });
-                }
-            }
-            Action::Sync { client } => {
-                let held = next.clients[client as usize].held;
-                next.send(Message::Request { from: client, held });
-            }
-            Action::Reset { client } => {
-                next.resets += 1;
-                let c = &mut next.clients[client as usize];
-                *c = Client {
-                    held: Held::default(),
-                    clock: 0,
-                    incarnation: c.incarnation + 1,
-                    seen: 0,
-                };
-            }
-            Action::Deliver(message) => {
-                next.take(message);
-                match message {
-                    Message::Request { from, held } => {
-                        next.backend_receive(rules, held);
-                        next.send(Message::Response {
-                            to: from,
-                            held: next.backend,
-                        });
-                    }
-                    Message::Response { to, held } => next.client_receive(rules, to, held),
-                }
-            }
-            Action::Lose(message) => next.take(message),
-            Action::Duplicate(message) => next.send(message),
-        }
-        next
+        f.write_str("}")
     }
 }
