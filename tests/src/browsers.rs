@@ -77,6 +77,8 @@ pub struct Browser {
     key: DocumentKey,
     index: usize,
     incarnation: u32,
+    /// Counts resets, including those that keep the writer id.
+    generation: u32,
     local: Local,
     /// Replies that reached this browser's network stack but not the page
     /// yet; a reset drops them.
@@ -91,6 +93,7 @@ impl Browser {
             key,
             index,
             incarnation: 0,
+            generation: 0,
             local,
             held: Vec::new(),
         }
@@ -106,12 +109,19 @@ impl Browser {
         if self.variant != Variant::ReusesWriterId {
             self.incarnation += 1;
         }
+        self.generation += 1;
         self.held.clear();
         self.local = fresh(
             self.variant,
             &self.key,
             &writer(self.index, self.incarnation),
         );
+    }
+
+    /// Which page load this is: a reply to a request of an earlier one
+    /// never reaches this one.
+    pub fn generation(&self) -> u32 {
+        self.generation
     }
 
     /// What the user sees.

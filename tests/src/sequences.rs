@@ -19,6 +19,10 @@ pub enum Reply {
     /// It reaches the page at a later step ([`Action::DeliverHeld`]), or
     /// after the final sync rounds.
     Held,
+    /// The request itself is delayed in the network: it reaches the backend
+    /// at a later step ([`Action::Arrives`]), or before the final sync
+    /// rounds, and its reply reaches the page unless the page has reloaded.
+    Delayed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +37,9 @@ pub enum Action {
     DeliverHeld { nth: usize },
     /// The page reloads: a new incarnation that knows nothing.
     Reset,
+    /// The `nth` delayed request in the network (counting modulo how many
+    /// there are, whichever browser sent it) reaches the backend.
+    Arrives { nth: usize },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,16 +70,17 @@ impl Case {
 /// Sequences of up to 16 steps by 2 to 4 browsers over `replicas` servers.
 pub fn cases(replicas: usize) -> impl Strategy<Value = Case> {
     let delete = || prop::bool::weighted(0.15);
-    let late = || prop_oneof![Just(Reply::Lost), Just(Reply::Held)];
+    let late = || prop_oneof![Just(Reply::Lost), Just(Reply::Held), Just(Reply::Delayed)];
     // Shrinking moves towards the first alternatives: the seed's events.
     let action = prop_oneof![
         4 => delete().prop_map(|delete| Action::Change { delete, send: Some(Reply::Delivered) }),
         3 => delete().prop_map(|delete| Action::Change { delete, send: None }),
         3 => Just(Action::Sync(Reply::Delivered)),
         1 => Just(Action::Reset),
-        3 => (delete(), late()).prop_map(|(delete, reply)| Action::Change { delete, send: Some(reply) }),
+        4 => (delete(), late()).prop_map(|(delete, reply)| Action::Change { delete, send: Some(reply) }),
         1 => late().prop_map(Action::Sync),
         3 => (0..3usize).prop_map(|nth| Action::DeliverHeld { nth }),
+        2 => (0..3usize).prop_map(|nth| Action::Arrives { nth }),
     ];
     let step =
         (0..4usize, 0..replicas.max(1), action).prop_map(|(browser, replica, action)| Step {
@@ -116,10 +124,17 @@ impl fmt::Debug for Case {
                 Action::Sync(reply) => format!("syncs{via}{}", outcome(reply)),
                 Action::DeliverHeld { nth } => format!("receives held reply #{nth}"),
                 Action::Reset => "resets".into(),
+                Action::Arrives { nth } => {
+                    writeln!(f, "  {:>2}. delayed request #{nth} arrives{via}", i + 1)?;
+                    continue;
+                }
             };
             writeln!(f, "  {:>2}. browser {browser} {what}", i + 1)?;
         }
-        write!(f, "  then two clean sync rounds; held replies arrive last")
+        write!(
+            f,
+            "  then delayed requests arrive, two clean sync rounds, held replies arrive last"
+        )
     }
 }
 
@@ -128,5 +143,6 @@ fn outcome(reply: Reply) -> &'static str {
         Reply::Delivered => "",
         Reply::Lost => "; the reply is lost",
         Reply::Held => "; the reply is held back",
+        Reply::Delayed => "; the request is delayed",
     }
 }

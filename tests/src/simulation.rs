@@ -54,10 +54,20 @@ pub struct Totals {
     pub observations: usize,
 }
 
+/// A request delayed in the network.
+struct InFlight {
+    browser: usize,
+    /// The page load that sent it; a reloaded page never gets the reply.
+    generation: u32,
+    sender: String,
+    write: Versioned,
+}
+
 struct Run<'a> {
     key: DocumentKey,
     clients: &'a [Client],
     browsers: Vec<Browser>,
+    network: Vec<InFlight>,
     knowledge: Vec<Knowledge>,
     history: History,
     story: Vec<String>,
@@ -75,6 +85,7 @@ pub async fn run(
             .map(|i| Browser::new(variant, key.clone(), i))
             .collect(),
         knowledge: vec![Knowledge::default(); case.browsers],
+        network: Vec::new(),
         key,
         clients,
         history: History::default(),
@@ -114,7 +125,14 @@ impl Run<'_> {
                     self.knowledge[b].forget();
                     self.say(format!("{old} resets: now {}", self.browsers[b].name()));
                 }
+                Action::Arrives { nth } => self.arrive(nth, r).await?,
             }
+        }
+        if !self.network.is_empty() {
+            self.story.push("-- the delayed requests arrive".into());
+        }
+        while !self.network.is_empty() {
+            self.arrive(0, 0).await?;
         }
         self.story.push("-- two clean sync rounds".into());
         for round in 0..2 {
@@ -168,6 +186,22 @@ impl Run<'_> {
         let name = self.browsers[b].name();
         let sent = self.history.name(before.as_ref());
         let (decision, stored) = match reply {
+            Reply::Delayed => {
+                let line = match before {
+                    Some(write) => {
+                        self.network.push(InFlight {
+                            browser: b,
+                            generation: self.browsers[b].generation(),
+                            sender: name.clone(),
+                            write,
+                        });
+                        format!("{name} sends {sent}; the request is delayed")
+                    }
+                    None => format!("{name} has nothing to send"),
+                };
+                self.say(line);
+                return Ok(());
+            }
             Reply::Delivered => {
                 let decision = self.browsers[b]
                     .sync(&mut client)
@@ -215,12 +249,48 @@ impl Run<'_> {
                 Reply::Delivered => String::new(),
                 Reply::Lost => "; the reply is lost".into(),
                 Reply::Held => "; the reply is held back".into(),
+                Reply::Delayed => unreachable!("a delayed request was sent later"),
             }
         ));
         self.history.observe_backend(state)?;
         if let (Some(sent), Some(decision)) = (&before, decision) {
             self.history.decided(sent, decision, state)?;
         }
+        self.shown(b, before)
+    }
+
+    /// The `nth` delayed request reaches replica `r`; its reply reaches the
+    /// page that sent it, unless that page has reloaded since.
+    async fn arrive(&mut self, nth: usize, r: usize) -> Result<(), Violation> {
+        if self.network.is_empty() {
+            self.say("no request is delayed".into());
+            return Ok(());
+        }
+        let request = self.network.remove(nth % self.network.len());
+        let mut client = self.clients[r].clone();
+        let answer = client
+            .sync(&self.key, &request.write)
+            .await
+            .map_err(|e| rejected(&request.sender, r, &e))?;
+        let state = &answer.document.state;
+        self.say(format!(
+            "{}'s delayed {} reaches replica {r}: {}; the backend holds {}",
+            request.sender,
+            self.history.name(Some(&request.write)),
+            answer.decision.as_str(),
+            self.history.name(Some(state)),
+        ));
+        self.history.observe_backend(Some(state))?;
+        self.history
+            .decided(&request.write, answer.decision, Some(state))?;
+        let b = request.browser;
+        if self.browsers[b].generation() != request.generation {
+            let line = format!("{} has reloaded: the reply is dropped", request.sender);
+            self.say(line);
+            return Ok(());
+        }
+        let before = self.browsers[b].current().cloned();
+        self.browsers[b].observe(&answer.document);
         self.shown(b, before)
     }
 
