@@ -22,6 +22,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the serve variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC server.
@@ -96,6 +98,22 @@ pub struct ServeArgs {
     /// Changes buffered per tenant for slow watchers before they are cut off.
     #[arg(long, env = "SETTINGS_SYNC_WATCH_BUFFER", default_value_t = 1024)]
     pub watch_buffer: usize,
+    /// PostgreSQL: the longest a batch of Syncs (or Gets) waits for more
+    /// requests, in microseconds. It waits only while other batches run, so
+    /// a lone request never waits.
+    #[arg(long, env = "SETTINGS_SYNC_BATCH_WINDOW_US", default_value_t = 1000)]
+    pub batch_window_us: u64,
+    /// PostgreSQL: most requests grouped into one statement; 1 turns
+    /// batching off (one statement per request).
+    #[arg(long, env = "SETTINGS_SYNC_BATCH_MAX", default_value_t = 64)]
+    pub batch_max: usize,
+    /// PostgreSQL: batches running at once, per kind (Sync, Get); each
+    /// holds a pool connection while it runs.
+    #[arg(long, env = "SETTINGS_SYNC_BATCH_IN_FLIGHT", default_value_t = 4)]
+    pub batch_in_flight: usize,
+    /// PostgreSQL: group Gets into one read as well.
+    #[arg(long, env = "SETTINGS_SYNC_BATCH_GETS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub batch_gets: bool,
     /// How often readiness checks the database, in milliseconds.
     #[arg(long, env = "SETTINGS_SYNC_HEALTH_INTERVAL_MS", default_value_t = 1000)]
     pub health_interval_ms: u64,
@@ -146,6 +164,16 @@ impl ServeArgs {
             progress: Duration::from_millis(self.watch_progress_ms.max(1)),
             buffer: self.watch_buffer.max(1),
             batch: 500,
+        }
+    }
+
+    pub fn batch_config(&self) -> crate::store::BatchConfig {
+        crate::store::BatchConfig {
+            window: Duration::from_micros(self.batch_window_us),
+            max: self.batch_max,
+            in_flight: self.batch_in_flight.max(1),
+            gets: self.batch_gets,
+            ..Default::default()
         }
     }
 

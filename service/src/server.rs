@@ -47,7 +47,8 @@ impl Application {
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
         let url = args.database.url();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let store = PostgresStore::connect_lazy(&url, args.database.db_pool_size)?;
+            let store = PostgresStore::connect_lazy(&url, args.database.db_pool_size)?
+                .with_batching(args.batch_config());
             metrics::observe_pool(store.pool(), DbSystem::Postgresql);
             if !args.skip_migrations {
                 store

@@ -7,6 +7,7 @@
 //! need. When the guard refuses, the stored row is read back and the pure
 //! [`merge`] names the decision, so stores and protocol can not disagree.
 
+mod batch;
 mod postgres;
 mod row;
 mod sqlite;
@@ -18,6 +19,7 @@ use settings_sync_protocol::{
     Decision, Document, DocumentKey, Id, MergeError, MergePolicy, Versioned, merge,
 };
 
+pub use batch::{BatchConfig, BatchCounts, PreMerge};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

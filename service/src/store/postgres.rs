@@ -1,5 +1,6 @@
 //! PostgreSQL: the production store, shared by any number of replicas.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -8,6 +9,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use tracing::Instrument;
 
+use super::batch::{BatchConfig, BatchCounts, Batches};
 use super::row::{Row, jump_param, value_param};
 use super::{DocumentStore, QueryPage, QuerySpec, StoreError, SyncOutcome, merge_guarded};
 use crate::telemetry::db::DbSystem;
@@ -69,6 +71,8 @@ const UPDATE_ONLY: &str = merge_statement!(
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Write-combining, when on (see [`super::batch`]).
+    batch: Option<Arc<Batches>>,
 }
 
 impl PostgresStore {
@@ -80,7 +84,29 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy(url)
             .map_err(StoreError::Database)?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore { pool, batch: None })
+    }
+
+    /// Groups concurrent Syncs (and Gets) into one statement per batch.
+    /// Starts the grouping tasks, so it must run inside a Tokio runtime.
+    /// `max <= 1` leaves the store unbatched.
+    pub fn with_batching(self, config: BatchConfig) -> Self {
+        if config.max <= 1 {
+            return self;
+        }
+        let single = PostgresStore {
+            pool: self.pool.clone(),
+            batch: None,
+        };
+        PostgresStore {
+            batch: Some(Arc::new(Batches::start(single, config))),
+            ..self
+        }
+    }
+
+    /// What the batcher did so far; `None` when batching is off.
+    pub fn batch_counts(&self) -> Option<BatchCounts> {
+        self.batch.as_ref().map(|b| b.counts())
     }
 
     /// Runs pending migrations. sqlx holds a PostgreSQL advisory lock while
@@ -122,10 +148,9 @@ impl PostgresStore {
             .await?;
         row.map(Document::try_from).transpose()
     }
-}
 
-impl DocumentStore for PostgresStore {
-    async fn sync(
+    /// The merge as one guarded statement, without batching.
+    pub(super) async fn sync_one(
         &self,
         key: &DocumentKey,
         write: &Versioned,
@@ -136,12 +161,13 @@ impl DocumentStore for PostgresStore {
             write,
             policy,
             || self.apply(key, write, policy),
-            || self.get(key),
+            || self.get_one(key),
         )
         .await
     }
 
-    async fn get(&self, key: &DocumentKey) -> Result<Option<Document>, StoreError> {
+    /// The primary-key read, without batching.
+    pub(super) async fn get_one(&self, key: &DocumentKey) -> Result<Option<Document>, StoreError> {
         let sql = concat!(
             "SELECT ",
             columns!(),
@@ -155,6 +181,27 @@ impl DocumentStore for PostgresStore {
             .instrument(DB.statement("SELECT documents", sql))
             .await?;
         row.map(Document::try_from).transpose()
+    }
+}
+
+impl DocumentStore for PostgresStore {
+    async fn sync(
+        &self,
+        key: &DocumentKey,
+        write: &Versioned,
+        policy: MergePolicy,
+    ) -> Result<SyncOutcome, StoreError> {
+        match &self.batch {
+            Some(batch) => batch.sync(key, write, policy).await,
+            None => self.sync_one(key, write, policy).await,
+        }
+    }
+
+    async fn get(&self, key: &DocumentKey) -> Result<Option<Document>, StoreError> {
+        match &self.batch {
+            Some(batch) => batch.get(key).await,
+            None => self.get_one(key).await,
+        }
     }
 
     async fn batch_get(&self, keys: &[DocumentKey]) -> Result<Vec<Document>, StoreError> {

@@ -1,0 +1,149 @@
+//! What a run measured: latency histograms per call, errors by status
+//! code, decisions by kind; printed as text or one JSON object.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::caller::Outcome;
+
+/// One worker's record; merged into the report at the end.
+pub struct Recorder {
+    sync: Histogram<u64>,
+    get: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+    decisions: BTreeMap<&'static str, u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // Microseconds, 1 µs to 10 min, 3 significant digits.
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+impl Recorder {
+    pub fn new() -> Self {
+        Recorder {
+            sync: histogram(),
+            get: histogram(),
+            errors: BTreeMap::new(),
+            decisions: BTreeMap::new(),
+        }
+    }
+
+    pub fn record(&mut self, is_sync: bool, latency: Duration, outcome: Outcome) {
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let histogram = if is_sync {
+            &mut self.sync
+        } else {
+            &mut self.get
+        };
+        histogram.saturating_record(micros);
+        match outcome {
+            Outcome::Decided(decision) => *self.decisions.entry(decision).or_default() += 1,
+            Outcome::Read => {}
+            Outcome::Failed(code) => {
+                *self.errors.entry(format!("{code:?}")).or_default() += 1;
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: Recorder) {
+        self.sync.add(&other.sync).expect("same bounds");
+        self.get.add(&other.get).expect("same bounds");
+        for (code, n) in other.errors {
+            *self.errors.entry(code).or_default() += n;
+        }
+        for (decision, n) in other.decisions {
+            *self.decisions.entry(decision).or_default() += n;
+        }
+    }
+
+    pub fn finish(self, concurrency: usize, elapsed: Duration) -> Report {
+        let seconds = elapsed.as_secs_f64();
+        let calls = self.sync.len() + self.get.len();
+        Report {
+            concurrency,
+            seconds,
+            calls,
+            throughput: calls as f64 / seconds,
+            sync: Latency::of(&self.sync, seconds),
+            get: Latency::of(&self.get, seconds),
+            errors: self.errors,
+            decisions: self
+                .decisions
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub calls: u64,
+    /// Calls per second.
+    pub throughput: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>, seconds: f64) -> Option<Latency> {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        (!h.is_empty()).then(|| Latency {
+            calls: h.len(),
+            throughput: h.len() as f64 / seconds,
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub concurrency: usize,
+    pub seconds: f64,
+    /// Calls answered (with any status) while measuring.
+    pub calls: u64,
+    pub throughput: f64,
+    pub sync: Option<Latency>,
+    pub get: Option<Latency>,
+    /// Calls answered with a status other than OK (NOT_FOUND of a Get is OK).
+    pub errors: BTreeMap<String, u64>,
+    /// Sync decisions by kind.
+    pub decisions: BTreeMap<String, u64>,
+}
+
+impl Report {
+    pub fn print(&self, json: bool) {
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string(self).expect("a report serializes")
+            );
+            return;
+        }
+        println!(
+            "{} calls in {:.1} s at concurrency {}: {:.0} calls/s",
+            self.calls, self.seconds, self.concurrency, self.throughput
+        );
+        for (name, latency) in [("Sync", &self.sync), ("Get", &self.get)] {
+            if let Some(l) = latency {
+                println!(
+                    "  {name:<4} {:>9} calls {:>9.0}/s  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+                    l.calls, l.throughput, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
+                );
+            }
+        }
+        println!("  decisions: {:?}", self.decisions);
+        println!("  errors:    {:?}", self.errors);
+    }
+}

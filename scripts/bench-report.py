@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Figures for scripts/bench.sh: one JSON line per measured point, then a
+summary with the ratios service/pgbench, a CSV, and an SVG plot.
+
+  bench-report.py pgbench KIND C PGBENCH_OUTPUT LOG...   -> one JSON line
+  bench-report.py load KIND C LOAD_JSON SERIES           -> one JSON line
+  bench-report.py watch WATCH_JSON                       -> one JSON line
+  bench-report.py summary RESULTS_JSONL OUT_DIR CORES    -> files + table
+"""
+
+import csv
+import json
+import re
+import sys
+
+
+def percentile(sorted_values, q):
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, int(q * len(sorted_values)))
+    return sorted_values[index]
+
+
+def pgbench_point(kind, c, output, logs):
+    text = open(output).read()
+    tps = float(re.search(r"tps = ([0-9.]+) \(without initial connection time\)", text).group(1))
+    latencies = []
+    for log in logs:
+        for line in open(log):
+            fields = line.split()
+            # client_id transaction_no latency_us script_no epoch epoch_us
+            latencies.append(int(fields[2]) / 1000.0)
+    latencies.sort()
+    return {
+        "series": "pgbench", "kind": kind, "concurrency": int(c), "throughput": tps,
+        "p50_ms": percentile(latencies, 0.50), "p99_ms": percentile(latencies, 0.99),
+        "max_ms": latencies[-1] if latencies else None, "errors": {},
+    }
+
+
+def load_point(kind, c, path, series):
+    report = json.load(open(path))
+    latency = report[kind] or {}
+    return {
+        "series": series, "kind": kind, "concurrency": int(c),
+        "throughput": latency.get("throughput", 0.0),
+        "p50_ms": latency.get("p50_ms"), "p99_ms": latency.get("p99_ms"),
+        "max_ms": latency.get("max_ms"), "errors": report["errors"],
+        "decisions": report["decisions"],
+    }
+
+
+SERIES_STYLE = {"service": "#1f77b4", "unbatched": "#9467bd", "pgbench": "#d62728"}
+
+
+def svg_panel(points, kind, metric, x0, y0, w, h, title, log_y):
+    """One chart: `metric` of `kind` against concurrency, a line per series."""
+    import math
+    cs = sorted({p["concurrency"] for p in points})
+    values = [p[metric] for p in points if p["kind"] == kind and p[metric]]
+    if not cs or not values:
+        return []
+    hi = max(values) * 1.15
+    lo = min(values) / 1.5 if log_y else 0.0
+    def x(c):
+        return x0 + 50 + (w - 70) * (cs.index(c) / max(1, len(cs) - 1))
+    def y(v):
+        if log_y:
+            return y0 + h - 30 - (h - 50) * (math.log(v / lo) / math.log(hi / lo))
+        return y0 + h - 30 - (h - 50) * (v / hi)
+    out = [f'<text x="{x0 + w / 2}" y="{y0 + 14}" text-anchor="middle" font-weight="bold">{title}</text>',
+           f'<line x1="{x0 + 50}" y1="{y0 + h - 30}" x2="{x0 + w - 20}" y2="{y0 + h - 30}" stroke="#444"/>',
+           f'<line x1="{x0 + 50}" y1="{y0 + 20}" x2="{x0 + 50}" y2="{y0 + h - 30}" stroke="#444"/>']
+    for c in cs:
+        out.append(f'<text x="{x(c)}" y="{y0 + h - 14}" text-anchor="middle">{c}</text>')
+    ticks = [lo * (hi / lo) ** (i / 4) for i in range(5)] if log_y else [hi * i / 4 for i in range(5)]
+    for t in ticks:
+        label = f"{t:.1f}" if t < 10 else f"{t:.0f}"
+        out.append(f'<text x="{x0 + 45}" y="{y(t) + 4}" text-anchor="end">{label}</text>')
+        out.append(f'<line x1="{x0 + 50}" y1="{y(t)}" x2="{x0 + w - 20}" y2="{y(t)}" stroke="#ddd"/>')
+    for series, color in SERIES_STYLE.items():
+        line = sorted((p["concurrency"], p[metric]) for p in points
+                      if p["kind"] == kind and p["series"] == series and p[metric])
+        if not line:
+            continue
+        path = " ".join(f"{x(c):.1f},{y(v):.1f}" for c, v in line)
+        out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for c, v in line:
+            out.append(f'<circle cx="{x(c):.1f}" cy="{y(v):.1f}" r="3" fill="{color}"/>')
+    return out
+
+
+def write_svg(points, path):
+    w, h = 420, 260
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * w}" height="{2 * h + 40}" '
+             'font-family="sans-serif" font-size="11">',
+             '<rect width="100%" height="100%" fill="white"/>']
+    parts += svg_panel(points, "sync", "throughput", 0, 0, w, h, "Sync: calls/s vs concurrency", False)
+    parts += svg_panel(points, "get", "throughput", w, 0, w, h, "Get: calls/s vs concurrency", False)
+    parts += svg_panel(points, "sync", "p99_ms", 0, h, w, h, "Sync: p99 ms (log) vs concurrency", True)
+    parts += svg_panel(points, "get", "p99_ms", w, h, w, h, "Get: p99 ms (log) vs concurrency", True)
+    labels = {"service": "service (batched)", "unbatched": "service --batch-max 1",
+              "pgbench": "pgbench, same SQL"}
+    for i, (series, color) in enumerate(SERIES_STYLE.items()):
+        parts.append(f'<rect x="{60 + i * 230}" y="{2 * h + 14}" width="14" height="4" fill="{color}"/>')
+        parts.append(f'<text x="{80 + i * 230}" y="{2 * h + 20}">{labels[series]}</text>')
+    parts.append("</svg>")
+    open(path, "w").write("\n".join(parts) + "\n")
+
+
+def summary(results, out_dir, cores):
+    rows = [json.loads(line) for line in open(results) if line.strip()]
+    points = [r for r in rows if r["series"] != "watch"]
+    watch = next((r for r in rows if r["series"] == "watch"), None)
+    def find(series, kind, c):
+        return next((p for p in points if (p["series"], p["kind"], p["concurrency"]) == (series, kind, c)), None)
+    ratios = []
+    for c in sorted({p["concurrency"] for p in points}):
+        row = {"concurrency": c}
+        for kind in ("sync", "get"):
+            svc, base, unb = find("service", kind, c), find("pgbench", kind, c), find("unbatched", kind, c)
+            if svc and base and base["throughput"]:
+                row[f"{kind}_ratio"] = svc["throughput"] / base["throughput"]
+            if unb and base and base["throughput"]:
+                row[f"{kind}_ratio_unbatched"] = unb["throughput"] / base["throughput"]
+            if svc:
+                row[f"{kind}_p99_ms"] = svc["p99_ms"]
+        ratios.append(row)
+    figures = {"cores": int(cores), "points": points, "ratios": ratios, "watch": watch}
+    json.dump(figures, open(f"{out_dir}/performance.json", "w"), indent=1)
+    with open(f"{out_dir}/performance.csv", "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["series", "kind", "concurrency", "throughput", "p50_ms", "p99_ms", "max_ms", "errors"])
+        for p in sorted(points, key=lambda p: (p["kind"], p["series"], p["concurrency"])):
+            out.writerow([p["series"], p["kind"], p["concurrency"], f"{p['throughput']:.0f}",
+                          p["p50_ms"], p["p99_ms"], p["max_ms"], sum(p["errors"].values())])
+    write_svg(points, f"{out_dir}/performance.svg")
+    print(f"{'c':>3} {'kind':<5} {'service/s':>10} {'unbatched/s':>12} {'pgbench/s':>10} "
+          f"{'ratio':>6} {'p99 ms':>7} {'pg p99':>7}")
+    for kind in ("sync", "get"):
+        for row in ratios:
+            c = row["concurrency"]
+            svc, unb, base = find("service", kind, c), find("unbatched", kind, c), find("pgbench", kind, c)
+            def f(p, key, fmt):
+                return format(p[key], fmt) if p and p.get(key) is not None else "-"
+            ratio = row.get(f"{kind}_ratio")
+            print(f"{c:>3} {kind:<5} {f(svc, 'throughput', '10.0f'):>10} {f(unb, 'throughput', '12.0f'):>12} "
+                  f"{f(base, 'throughput', '10.0f'):>10} {format(ratio, '6.2f') if ratio else '-':>6} "
+                  f"{f(svc, 'p99_ms', '7.2f'):>7} {f(base, 'p99_ms', '7.2f'):>7}")
+    if watch:
+        per = watch.get("bytes_per_stream")
+        print(f"watch: {watch['streams_open']}/{watch['streams_requested']} idle streams open, "
+              f"{watch['streams_failed']} failed, server RSS {watch.get('server_rss_before_kib')} -> "
+              f"{watch.get('server_rss_after_kib')} KiB, "
+              f"{(per / 1024 if per else 0):.1f} KiB per stream")
+
+
+def main(argv):
+    mode = argv[1]
+    if mode == "pgbench":
+        print(json.dumps(pgbench_point(argv[2], argv[3], argv[4], argv[5:])))
+    elif mode == "load":
+        print(json.dumps(load_point(argv[2], argv[3], argv[4], argv[5])))
+    elif mode == "watch":
+        print(json.dumps(dict(json.load(open(argv[2])), series="watch")))
+    elif mode == "summary":
+        summary(argv[2], argv[3], argv[4])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
