@@ -27,26 +27,47 @@ pub fn writer_name(rank: u8) -> u8 {
 /// before each, and after the last.
 pub fn fresh_writer_names(state: &State, client: usize) -> Vec<u8> {
     let used = writers(state, Some(client));
-    let mut names: Vec<u8> = (1..=255u8)
-        .filter(|n| used[*n as usize])
-        .map(|n| n - 1)
-        .collect();
+    let mut names: Vec<u8> = used.iter().map(|n| n - 1).collect();
     names.push(names.last().map_or(1, |before_last| before_last + 2));
     names
 }
 
+/// A set of writer names.
+#[derive(Clone, Copy, Default)]
+pub struct Names([u64; 4]);
+
+impl Names {
+    fn insert(&mut self, name: u8) {
+        self.0[name as usize / 64] |= 1 << (name % 64);
+    }
+
+    /// The names in increasing order.
+    pub fn iter(self) -> impl Iterator<Item = u8> {
+        (0..4usize).flat_map(move |w| {
+            let mut bits = self.0[w];
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let at = bits.trailing_zeros();
+                    bits &= bits - 1;
+                    (w * 64) as u8 + at as u8
+                })
+            })
+        })
+    }
+}
+
 /// Every writer name in use: the clients' own (but `except`'s), and those
 /// in stamps.
-pub fn writers(state: &State, except: Option<usize>) -> [bool; 256] {
-    let mut used = [false; 256];
+pub fn writers(state: &State, except: Option<usize>) -> Names {
+    let mut used = Names::default();
     for (i, client) in state.clients().iter().enumerate() {
         if Some(i) != except {
-            used[client.writer as usize] = true;
+            used.insert(client.writer);
         }
     }
     let mut stamp = |held: &Held| {
         if held.edit.is_some() {
-            used[held.stamp.writer as usize] = true;
+            used.insert(held.stamp.writer);
         }
     };
     state.clients().iter().for_each(|c| stamp(&c.held));
@@ -54,10 +75,10 @@ pub fn writers(state: &State, except: Option<usize>) -> [bool; 256] {
     stamp(&state.backend);
     // Forgotten edits' records are blank (clock 0): no writer.
     for edit in state.edits().iter().filter(|e| e.stamp.clock > 0) {
-        used[edit.stamp.writer as usize] = true;
+        used.insert(edit.stamp.writer);
     }
     if let Some(stamp) = state.dead_acknowledged {
-        used[stamp.writer as usize] = true;
+        used.insert(stamp.writer);
     }
     used
 }
@@ -118,13 +139,16 @@ pub fn collect_dead_edits(state: &mut State) {
 /// Renames writers densely in order, leaving client indices alone.
 pub fn rename_writers(state: &mut State) {
     let used = writers(state, None);
+    if used
+        .iter()
+        .zip(0..)
+        .all(|(name, rank)| name == writer_name(rank))
+    {
+        return; // already dense: the common case
+    }
     let mut rename = [0u8; 256];
-    let mut rank = 0;
-    for (name, used) in used.iter().enumerate() {
-        if *used {
-            rename[name] = writer_name(rank);
-            rank += 1;
-        }
+    for (name, rank) in used.iter().zip(0..) {
+        rename[name as usize] = writer_name(rank);
     }
     let n = state.clients_len as usize;
     let held = |h: &mut Held| {

@@ -74,7 +74,7 @@ pub struct EditRecord {
     pub stamp: Stamp,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct State {
     pub clients_len: u8,
     pub clients: [Client; MAX_CLIENTS],
@@ -205,6 +205,50 @@ impl State {
             .chain([self.backend.stamp.clock])
             .max()
             .unwrap_or(0)
+    }
+}
+
+/// Hashes the used parts of a state packed into words: one word a client, a
+/// message or two edit records, rather than one hasher call a field (the
+/// checker hashes every state it reaches; this is most of its time).
+impl std::hash::Hash for State {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let held = |x: Held| {
+            u64::from(x.edit.map_or(0, |e| u16::from(e) + 1))
+                | u64::from(x.stamp.clock) << 16
+                | u64::from(x.stamp.writer) << 24
+        };
+        h.write_u64(
+            held(self.backend)
+                | u64::from(self.clients_len) << 32
+                | u64::from(self.in_flight) << 40
+                | u64::from(self.made) << 48
+                | u64::from(self.resets) << 56,
+        );
+        h.write_u64(
+            u64::from(self.acknowledged)
+                | u64::from(self.dead_acknowledged_past) << 16
+                | self.dead_acknowledged.map_or(0, |s| {
+                    1 << 32 | u64::from(s.clock) << 40 | u64::from(s.writer) << 48
+                }),
+        );
+        for c in self.clients() {
+            h.write_u64(
+                held(c.held)
+                    | u64::from(c.clock) << 32
+                    | u64::from(c.writer) << 40
+                    | u64::from(c.seen) << 48,
+            );
+        }
+        for m in self.messages() {
+            h.write_u64(held(m.held) | u64::from(m.client) << 32 | (m.kind as u64) << 40);
+        }
+        for pair in self.edits().chunks(2) {
+            let record = |r: &EditRecord| {
+                u64::from(r.past) | u64::from(r.stamp.clock) << 16 | u64::from(r.stamp.writer) << 24
+            };
+            h.write_u64(record(&pair[0]) | pair.get(1).map_or(0, record) << 32);
+        }
     }
 }
 
