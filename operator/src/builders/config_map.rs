@@ -70,6 +70,10 @@ fn settings(instance: &Instance) -> BTreeMap<String, String> {
     }
     if spec.auth.is_some() {
         set("SETTINGS_SYNC_JWKS_FILE", JWKS_FILE.into());
+    } else {
+        // The server refuses to start without authentication unless told
+        // so explicitly; a resource without `auth` asks for no auth.
+        set("SETTINGS_SYNC_INSECURE_NO_AUTH", "true".into());
     }
     env
 }
@@ -89,6 +93,7 @@ mod tests {
         let data = data(&instance(1));
         assert_eq!(data["SETTINGS_SYNC_LISTEN"], "0.0.0.0:50051");
         assert_eq!(data["SETTINGS_SYNC_SKIP_MIGRATIONS"], "true");
+        assert_eq!(data["SETTINGS_SYNC_INSECURE_NO_AUTH"], "true");
         assert!(!data.contains_key("OTEL_EXPORTER_OTLP_ENDPOINT"));
     }
 
@@ -135,6 +140,7 @@ mod tests {
         assert_eq!(data["SETTINGS_SYNC_TLS_CERT_FILE"], TLS_CERT_FILE);
         assert_eq!(data["SETTINGS_SYNC_TLS_KEY_FILE"], TLS_KEY_FILE);
         assert_eq!(data["SETTINGS_SYNC_JWKS_FILE"], JWKS_FILE);
+        assert!(!data.contains_key("SETTINGS_SYNC_INSECURE_NO_AUTH"));
     }
 
     #[test]
