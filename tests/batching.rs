@@ -34,7 +34,11 @@ async fn batched_store(rule: PreMerge) -> PostgresStore {
 
 fn doc_key(i: usize) -> DocumentKey {
     // Two tenants, so batches bump several counters in one statement.
-    let tenant = if i.is_multiple_of(2) { "acme" } else { "globex" };
+    let tenant = if i.is_multiple_of(2) {
+        "acme"
+    } else {
+        "globex"
+    };
     DocumentKey::parse(tenant, &format!("user-{i}"), "alerts").expect("a valid key")
 }
 
