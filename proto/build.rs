@@ -12,6 +12,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("settingssync_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Undecodable requests are INVALID_ARGUMENT, not INTERNAL (src/codec.rs).
+    tonic_prost_build::configure()
+        .codec_path("crate::codec::WireCodec")
+        .compile_fds(descriptors)?;
     Ok(())
 }

@@ -263,3 +263,186 @@ async fn a_message_over_the_size_cap_is_refused() {
     );
     assert_eq!(client.get(&key("alice")).await.unwrap(), None);
 }
+
+/// Sends bytes as they are: requests no generated client would build.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+struct RawBytes;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let len = bytes::Buf::remaining(buf);
+        Ok(Some(bytes::Buf::copy_to_bytes(buf, len).to_vec()))
+    }
+}
+
+/// A length-delimited protobuf field (wire type 2), short enough for a
+/// one-byte length.
+fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
+    assert!(bytes.len() < 128);
+    let mut out = vec![number << 3 | 2, bytes.len() as u8];
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn raw_key(tenant: &[u8], owner: &[u8]) -> Vec<u8> {
+    [field(1, tenant), field(2, owner), field(3, b"alerts")].concat()
+}
+
+fn raw_sync(owner: &[u8], value: &[u8], writer: &[u8]) -> Vec<u8> {
+    let stamp = [vec![1 << 3, 9], field(2, writer)].concat(); // clock 9
+    [
+        field(1, &raw_key(b"acme", owner)),
+        field(2, value),
+        field(3, &stamp),
+    ]
+    .concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_bytes_and_invalid_utf8_are_invalid_argument_and_change_nothing() {
+    const NOT_UTF8: &[u8] = b"al\xff\xfeice";
+    let server = TestServer::start(Backend::Sqlite).await;
+    let mut client = server.client().await;
+    let seeded = client
+        .sync(
+            &key("alice"),
+            &write(5, "tab-x", json!({"airports": ["SEA"]})),
+        )
+        .await
+        .unwrap();
+    let sync = "/settingssync.v1.SettingsSync/Sync";
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        (
+            "well-formed control",
+            sync,
+            raw_sync(b"alice", b"{}", b"tab-y"),
+        ),
+        (
+            "invalid UTF-8 owner",
+            sync,
+            raw_sync(NOT_UTF8, b"{}", b"tab-z"),
+        ),
+        (
+            "invalid UTF-8 writer",
+            sync,
+            raw_sync(b"alice", b"{}", NOT_UTF8),
+        ),
+        (
+            "invalid UTF-8 value",
+            sync,
+            raw_sync(b"alice", b"{\"a\":\"\xc3\x28\"}", b"tab-z"),
+        ),
+        (
+            "overlong UTF-8 NUL in owner",
+            sync,
+            raw_sync(b"al\xc0\x80ice", b"{}", b"tab-z"),
+        ),
+        (
+            "UTF-16 surrogate in owner",
+            sync,
+            raw_sync(b"al\xed\xa0\x80ice", b"{}", b"tab-z"),
+        ),
+        ("truncated field", sync, vec![0x0a, 50, b'a', b'c']),
+        ("varint without end", sync, vec![0x08, 0xff, 0xff, 0xff]),
+        ("wire type 7", sync, vec![0x0f, 0x00]),
+        (
+            "invalid UTF-8 in Get",
+            "/settingssync.v1.SettingsSync/Get",
+            field(1, &raw_key(b"ac\xffme", b"alice")),
+        ),
+        (
+            "invalid UTF-8 in BatchGet",
+            "/settingssync.v1.SettingsSync/BatchGet",
+            field(1, &raw_key(b"acme", NOT_UTF8)),
+        ),
+        (
+            "invalid UTF-8 in Query",
+            "/settingssync.v1.SettingsSync/Query",
+            [
+                field(1, b"acme"),
+                field(2, b"alerts"),
+                field(3, b"{\"\xff\":1}"),
+            ]
+            .concat(),
+        ),
+    ];
+    let mut grpc =
+        tonic::client::Grpc::new(settings_sync_tests::server::channel(&server.endpoint()).await);
+    let mut failures = Vec::new();
+    for (case, path, bytes) in cases {
+        grpc.ready().await.unwrap();
+        let path = http::uri::PathAndQuery::from_static(path);
+        let result = grpc.unary(tonic::Request::new(bytes), path, RawCodec).await;
+        match (case, result) {
+            ("well-formed control", Ok(_)) => {}
+            (_, Err(status)) if status.code() == Code::InvalidArgument => {}
+            (case, other) => failures.push(format!("{case}: {:?}", other.map(|_| "accepted"))),
+        }
+    }
+    // Watch streams: the status arrives as the call's answer.
+    let watch = [field(1, b"ac\xffme")].concat();
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static("/settingssync.v1.SettingsSync/Watch");
+    match grpc
+        .server_streaming(tonic::Request::new(watch), path, RawCodec)
+        .await
+    {
+        Err(status) if status.code() == Code::InvalidArgument => {}
+        Err(status) => failures.push(format!("invalid UTF-8 in Watch: {status:?}")),
+        Ok(mut stream) => match stream.get_mut().message().await {
+            Err(status) if status.code() == Code::InvalidArgument => {}
+            other => failures.push(format!("invalid UTF-8 in Watch: {other:?}")),
+        },
+    }
+    assert!(
+        failures.is_empty(),
+        "undecodable input was mishandled:\n{}",
+        failures.join("\n")
+    );
+    let stored = client.get(&key("alice")).await.unwrap().unwrap();
+    assert_eq!(
+        stored.state.stamp.writer.as_str(),
+        "tab-y",
+        "only the control write applied"
+    );
+    assert!(stored.revision > seeded.document.revision);
+    let all = client.query("acme", "alerts", "{}", 0, None).await.unwrap();
+    assert_eq!(all.documents.len(), 1, "no document was created");
+}

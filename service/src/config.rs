@@ -98,10 +98,11 @@ pub struct ServeArgs {
     /// Changes buffered per tenant for slow watchers before they are cut off.
     #[arg(long, env = "SETTINGS_SYNC_WATCH_BUFFER", default_value_t = 1024)]
     pub watch_buffer: usize,
-    /// PostgreSQL: the longest a batch of Syncs (or Gets) waits for more
-    /// requests, in microseconds. It waits only while other batches run, so
-    /// a lone request never waits.
-    #[arg(long, env = "SETTINGS_SYNC_BATCH_WINDOW_US", default_value_t = 1000)]
+    /// PostgreSQL: how long a batch of Syncs (or Gets) may wait for more
+    /// requests while other batches run, in microseconds. 0: none; batches
+    /// still form from the requests that queue while others run, and a
+    /// timed wait only added latency in docs/performance.md.
+    #[arg(long, env = "SETTINGS_SYNC_BATCH_WINDOW_US", default_value_t = 0)]
     pub batch_window_us: u64,
     /// PostgreSQL: most requests grouped into one statement; 1 turns
     /// batching off (one statement per request).
@@ -109,7 +110,7 @@ pub struct ServeArgs {
     pub batch_max: usize,
     /// PostgreSQL: batches running at once, per kind (Sync, Get); each
     /// holds a pool connection while it runs.
-    #[arg(long, env = "SETTINGS_SYNC_BATCH_IN_FLIGHT", default_value_t = 4)]
+    #[arg(long, env = "SETTINGS_SYNC_BATCH_IN_FLIGHT", default_value_t = 2)]
     pub batch_in_flight: usize,
     /// PostgreSQL: group Gets into one read as well.
     #[arg(long, env = "SETTINGS_SYNC_BATCH_GETS", default_value_t = true, action = clap::ArgAction::Set)]

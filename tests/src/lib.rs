@@ -10,9 +10,12 @@
 //! - [`proxy`]: a TCP proxy that cuts connections on demand.
 //! - [`load`]: concurrent clients recording a history of every call.
 //! - [`linearizable`]: checks such a history and that nothing acknowledged was lost.
+//! - [`tokens`]: bearer JWTs for servers started with `--jwt-secret-file`.
+//! - [`certs`]: CAs, server and client certificates made at test time; TLS channels.
 
 pub mod browsers;
 pub mod causal;
+pub mod certs;
 pub mod cluster;
 pub mod fixtures;
 pub mod linearizable;
@@ -24,6 +27,7 @@ pub mod replicas;
 pub mod sequences;
 pub mod server;
 pub mod simulation;
+pub mod tokens;
 pub mod watchers;
 
 pub use server::{Backend, TestServer};

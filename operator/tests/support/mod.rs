@@ -269,8 +269,12 @@ impl Cluster {
                 )
                 .env("SETTINGS_SYNC_OPERATOR_LEASE_NAMESPACE", lease_namespace)
                 .env("SETTINGS_SYNC_OPERATOR_LEASE_NAME", lease_name)
-                // Notice Secret changes within a second (they are not watched).
+                // Secrets are polled, not watched: a Secret broken while a
+                // resource is healthy is seen at the idle resync, and fixed
+                // at the busy one. Both short, so the scenario is not a race
+                // against the 300 s default.
                 .env("SETTINGS_SYNC_OPERATOR_BUSY_RESYNC_SECONDS", "1")
+                .env("SETTINGS_SYNC_OPERATOR_IDLE_RESYNC_SECONDS", "2")
                 .env("RUST_LOG", "info,settings_sync_operator=debug"),
         )
     }

@@ -49,9 +49,9 @@ pub struct BatchConfig {
 impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
-            window: Duration::from_micros(1000),
+            window: Duration::ZERO,
             max: 64,
-            in_flight: 4,
+            in_flight: 2,
             gets: true,
             rule: PreMerge::LargestStamp,
         }

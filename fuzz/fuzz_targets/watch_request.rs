@@ -1,0 +1,16 @@
+//! Watch request bytes through prost and the service's Watch parser.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use prost::Message;
+use settings_sync::api::watch;
+use settings_sync_proto::v1;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(request) = v1::WatchRequest::decode(data) else {
+        return;
+    };
+    if let Ok(spec) = watch::parse(request) {
+        assert!(spec.after_revision.is_none_or(|r| r >= 0));
+    }
+});

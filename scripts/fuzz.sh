@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target in fuzz/ for a while each (default 20 s):
+# request decoding + validation as the service does it, and JSON values.
+#   scripts/fuzz.sh [seconds-per-target]
+# Needs the nightly toolchain and cargo-fuzz; installs them if missing, and
+# skips (exit 0, saying why) only when they cannot be installed. A crash
+# fails the script and leaves its input under fuzz/artifacts/<target>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-20}
+
+skip() {
+  echo "fuzz.sh: SKIPPED: $*" >&2
+  exit 0
+}
+
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  rustup toolchain install nightly --profile minimal >&2 ||
+    skip "the nightly toolchain is missing and could not be installed"
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  cargo +nightly install cargo-fuzz --locked >&2 ||
+    skip "cargo-fuzz is missing and could not be installed"
+fi
+
+# Its own target directory: sanitizer builds share nothing with the stable ones.
+export CARGO_TARGET_DIR=${SETTINGS_SYNC_FUZZ_TARGET_DIR:-$PWD/fuzz/target}
+started=$(date +%s)
+for target in $(cargo +nightly fuzz list); do
+  echo "fuzz.sh: $target for ${seconds}s" >&2
+  mkdir -p "fuzz/corpus/$target"
+  # Seeds committed in fuzz/seeds/<target> start the corpus off.
+  seeds=()
+  [ -d "fuzz/seeds/$target" ] && seeds=("fuzz/seeds/$target")
+  log="$CARGO_TARGET_DIR/fuzz-$target.log"
+  mkdir -p "$CARGO_TARGET_DIR"
+  if ! cargo +nightly fuzz run "$target" "fuzz/corpus/$target" "${seeds[@]}" -- \
+    -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 >"$log" 2>&1; then
+    tail -n 60 "$log" >&2
+    echo "fuzz.sh: $target FAILED (the input is under fuzz/artifacts/$target)" >&2
+    exit 1
+  fi
+  grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|Done [0-9]+ runs)" "$log" >&2 || true
+done
+echo "fuzz.sh: all targets passed in $(($(date +%s) - started))s" >&2
