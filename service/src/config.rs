@@ -100,8 +100,7 @@ pub struct ServeArgs {
     pub watch_buffer: usize,
     /// PostgreSQL: how long a batch of Syncs (or Gets) may wait for more
     /// requests while other batches run, in microseconds. 0: none; batches
-    /// still form from the requests that queue while others run, and a
-    /// timed wait only added latency in docs/performance.md.
+    /// still form from the requests that queue while others run.
     #[arg(long, env = "SETTINGS_SYNC_BATCH_WINDOW_US", default_value_t = 0)]
     pub batch_window_us: u64,
     /// PostgreSQL: most requests grouped into one statement; 1 turns
