@@ -19,3 +19,14 @@ pub fn write(clock: u64, writer: &str, json: serde_json::Value) -> Versioned {
         ),
     }
 }
+
+/// Asserts a refusal's code and that its message names the reason.
+#[track_caller]
+pub fn assert_refused(status: &tonic::Status, code: tonic::Code, reason: &str) {
+    assert_eq!(status.code(), code, "{}", status.message());
+    assert!(
+        status.message().contains(reason),
+        "the message does not say {reason:?}: {}",
+        status.message()
+    );
+}
