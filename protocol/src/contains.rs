@@ -33,11 +33,54 @@ fn element_contains(haystack: &Json, needle: &Json) -> bool {
     }
 }
 
+/// Numbers compare as PostgreSQL's `numeric` compares the text it is given:
+/// by exact decimal value. Comparing through `f64` would call 2^60 and
+/// 1.152921504606847e18 equal, which PostgreSQL does not.
 fn numbers_equal(a: &serde_json::Number, b: &serde_json::Number) -> bool {
-    match (a.as_i64(), b.as_i64(), a.as_u64(), b.as_u64()) {
-        (Some(x), Some(y), _, _) => x == y,
-        (_, _, Some(x), Some(y)) => x == y,
-        _ => a.as_f64() == b.as_f64(),
+    Decimal::of(&a.to_string()) == Decimal::of(&b.to_string())
+}
+
+/// A number's exact value as `digits × 10^exponent`, with no leading or
+/// trailing zeros in `digits` (so equal values have equal forms; zero is
+/// empty digits, whatever its sign).
+#[derive(Debug, PartialEq, Eq)]
+struct Decimal {
+    negative: bool,
+    digits: String,
+    exponent: i64,
+}
+
+impl Decimal {
+    /// `text` is JSON number syntax, as serde_json writes it.
+    fn of(text: &str) -> Decimal {
+        let (negative, unsigned) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+            Some(at) => (
+                &unsigned[..at],
+                unsigned[at + 1..].parse::<i64>().unwrap_or(0),
+            ),
+            None => (unsigned, 0),
+        };
+        let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let all = format!("{whole}{fraction}");
+        let significant = all.trim_start_matches('0');
+        let digits = significant.trim_end_matches('0');
+        if digits.is_empty() {
+            return Decimal {
+                negative: false,
+                digits: String::new(),
+                exponent: 0,
+            };
+        }
+        let trailing = (significant.len() - digits.len()) as i64;
+        Decimal {
+            negative,
+            digits: digits.to_owned(),
+            exponent: exponent - fraction.len() as i64 + trailing,
+        }
     }
 }
 
@@ -71,6 +114,36 @@ mod tests {
     #[test]
     fn numbers_compare_by_value() {
         assert!(contains(&json!({"n": 1.0}), &json!({"n": 1})));
+        assert!(contains(&json!({"n": 0.0}), &json!({"n": -0.0})));
+        assert!(contains(&json!({"n": 1.5e3}), &json!({"n": 1500})));
         assert!(!contains(&json!({"n": 1.5}), &json!({"n": 1})));
+    }
+
+    #[test]
+    fn numbers_compare_exactly_not_through_f64() {
+        // 2^60 is an f64 exactly, but its shortest text 1.152921504606847e18
+        // is another number, and that text is what PostgreSQL compares.
+        let two_to_60 = json!({"n": 1_u64 << 60});
+        assert!(!contains(&two_to_60, &json!({"n": (1_u64 << 60) as f64})));
+        assert!(!contains(
+            &json!({"n": u64::MAX}),
+            &json!({"n": u64::MAX as f64})
+        ));
+        assert!(contains(
+            &json!({"n": 1e20}),
+            &json!({"n": 100_000_000_000_000_000_000.0})
+        ));
+    }
+
+    #[test]
+    fn decimals_are_normalised() {
+        use super::Decimal;
+        let of = Decimal::of;
+        assert_eq!(of("1500"), of("1.5e3"));
+        assert_eq!(of("1.5e+3"), of("15e2"));
+        assert_eq!(of("0.001"), of("1e-3"));
+        assert_eq!(of("-0.0"), of("0"));
+        assert_ne!(of("-1"), of("1"));
+        assert_ne!(of("10"), of("1"));
     }
 }

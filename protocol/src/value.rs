@@ -156,6 +156,24 @@ mod tests {
     }
 
     #[test]
+    fn the_canonical_form_parses_back_to_itself() {
+        // Found by fuzzing: without exact float parsing this number's
+        // canonical text 9.9e+33 came back as 9.900000000000001e+33.
+        let limits = ValueLimits::default();
+        for text in [
+            r#"{"a":9900000000000000000000000000000009}"#,
+            r#"{"a":18446744073709551616}"#,
+            r#"{"a":-9223372036854775809}"#,
+            r#"{"a":0.30000000000000004}"#,
+            r#"{"a":1e-320}"#,
+        ] {
+            let canonical = Value::parse(text, limits).unwrap().canonical();
+            let again = Value::parse(&canonical, limits).unwrap().canonical();
+            assert_eq!(again, canonical, "{text}");
+        }
+    }
+
+    #[test]
     fn null_is_a_tombstone() {
         let v = Value::parse("null", LIMITS).unwrap();
         assert!(v.is_tombstone());
