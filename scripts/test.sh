@@ -25,3 +25,5 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build --workspace --bins
 export SETTINGS_SYNC_SERVER_BIN="$PWD/${CARGO_TARGET_DIR:-target}/debug/settings-sync"
 cargo test --workspace --no-fail-fast
+# The cargo-fuzz targets, briefly (nightly; scripts/fuzz.sh says why if it skips).
+scripts/fuzz.sh "${SETTINGS_SYNC_FUZZ_SECONDS:-5}"
