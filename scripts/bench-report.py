@@ -50,7 +50,7 @@ def load_point(kind, c, path, series):
     }
 
 
-SERIES_STYLE = {"service": "#1f77b4", "unbatched": "#9467bd", "pgbench": "#d62728"}
+SERIES_STYLE = {"service": "#1f77b4", "unbatched": "#9467bd", "pgbench": "#d62728", "ceiling": "#7f7f7f"}
 
 
 def svg_panel(points, kind, metric, x0, y0, w, h, title, log_y):
@@ -100,10 +100,10 @@ def write_svg(points, path):
     parts += svg_panel(points, "sync", "p99_ms", 0, h, w, h, "Sync: p99 ms (log) vs concurrency", True)
     parts += svg_panel(points, "get", "p99_ms", w, h, w, h, "Get: p99 ms (log) vs concurrency", True)
     labels = {"service": "service (batched)", "unbatched": "service --batch-max 1",
-              "pgbench": "pgbench, same SQL"}
+              "pgbench": "pgbench, same SQL", "ceiling": "gRPC alone, no store (Get)"}
     for i, (series, color) in enumerate(SERIES_STYLE.items()):
-        parts.append(f'<rect x="{60 + i * 230}" y="{2 * h + 14}" width="14" height="4" fill="{color}"/>')
-        parts.append(f'<text x="{80 + i * 230}" y="{2 * h + 20}">{labels[series]}</text>')
+        parts.append(f'<rect x="{40 + i * 175}" y="{2 * h + 14}" width="14" height="4" fill="{color}"/>')
+        parts.append(f'<text x="{58 + i * 175}" y="{2 * h + 20}">{labels[series]}</text>')
     parts.append("</svg>")
     open(path, "w").write("\n".join(parts) + "\n")
 
@@ -125,6 +125,9 @@ def summary(results, out_dir, cores):
                 row[f"{kind}_ratio_unbatched"] = unb["throughput"] / base["throughput"]
             if svc:
                 row[f"{kind}_p99_ms"] = svc["p99_ms"]
+            ceiling = find("ceiling", kind, c)
+            if ceiling and base and base["throughput"]:
+                row[f"{kind}_ratio_ceiling"] = ceiling["throughput"] / base["throughput"]
         ratios.append(row)
     figures = {"cores": int(cores), "points": points, "ratios": ratios, "watch": watch}
     json.dump(figures, open(f"{out_dir}/performance.json", "w"), indent=1)
@@ -136,7 +139,7 @@ def summary(results, out_dir, cores):
                           p["p50_ms"], p["p99_ms"], p["max_ms"], sum(p["errors"].values())])
     write_svg(points, f"{out_dir}/performance.svg")
     print(f"{'c':>3} {'kind':<5} {'service/s':>10} {'unbatched/s':>12} {'pgbench/s':>10} "
-          f"{'ratio':>6} {'p99 ms':>7} {'pg p99':>7}")
+          f"{'ratio':>6} {'p99 ms':>7} {'pg p99':>7} {'gRPC alone/s':>13}")
     for kind in ("sync", "get"):
         for row in ratios:
             c = row["concurrency"]
@@ -146,7 +149,8 @@ def summary(results, out_dir, cores):
             ratio = row.get(f"{kind}_ratio")
             print(f"{c:>3} {kind:<5} {f(svc, 'throughput', '10.0f'):>10} {f(unb, 'throughput', '12.0f'):>12} "
                   f"{f(base, 'throughput', '10.0f'):>10} {format(ratio, '6.2f') if ratio else '-':>6} "
-                  f"{f(svc, 'p99_ms', '7.2f'):>7} {f(base, 'p99_ms', '7.2f'):>7}")
+                  f"{f(svc, 'p99_ms', '7.2f'):>7} {f(base, 'p99_ms', '7.2f'):>7} "
+                  f"{f(find('ceiling', kind, c), 'throughput', '13.0f'):>13}")
     if watch:
         per = watch.get("bytes_per_stream")
         print(f"watch: {watch['streams_open']}/{watch['streams_requested']} idle streams open, "

@@ -10,7 +10,9 @@
 # then the release server (batched, as deployed) and the same server with
 # --batch-max 1 (one statement per request) are driven by
 # settings-sync-load with the same keys, stamps and clients. Before every
-# phase the documents are reset (scripts/bench-reset.sql). Last, 10,000
+# phase the documents are reset (scripts/bench-reset.sql). The same Gets
+# also go to load/examples/grpc_ceiling.rs, which answers them from memory:
+# what gRPC alone sustains on these cores, with no store. Last, 10,000
 # idle Watch streams are opened on one replica and its memory per stream
 # is read from /proc. Figures go to docs/performance.{json,csv,svg}.
 # Not part of scripts/test.sh: it is a measurement, not a check.
@@ -52,7 +54,9 @@ URL=${ADMIN%/*}/settings_sync_bench
 
 echo "building release binaries..." >&2
 cargo build --release --quiet -p settings-sync -p settings-sync-load
+cargo build --release --quiet -p settings-sync-load --example grpc_ceiling
 SERVER=$CARGO_TARGET_DIR/release/settings-sync
+CEILING=$CARGO_TARGET_DIR/release/examples/grpc_ceiling
 LOAD=$CARGO_TARGET_DIR/release/settings-sync-load
 
 "$PSQL" "$ADMIN" -q -c "DROP DATABASE IF EXISTS settings_sync_bench" -c "CREATE DATABASE settings_sync_bench"
@@ -77,9 +81,14 @@ start_server() {
   RUST_LOG=warn "$SERVER" serve --listen "127.0.0.1:$PORT" --database-url "$URL" --skip-migrations \
     --db-pool-size "$POOL" "${AUTH_FLAG[@]}" "$@" >"$WORK/server-$name.log" 2>&1 &
   SERVER_PID=$!
+  wait_for_port "server-$name"
+}
+
+# wait_for_port LOG: until $PORT accepts, or $SERVER_PID died (prints $WORK/LOG.log).
+wait_for_port() {
   for _ in $(seq 1 200); do
     (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server-$name.log" >&2; exit 1; }
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/$1.log" >&2; exit 1; }
     sleep 0.05
   done
   echo "the server did not start" >&2; exit 1
@@ -123,6 +132,15 @@ for c in $CONCURRENCY; do
   echo "concurrency $c: service (--batch-max 1)" >&2
   service_point unbatched sync "$c"
   service_point unbatched get "$c"
+done
+
+stop_server
+"$CEILING" "127.0.0.1:$PORT" >"$WORK/ceiling.log" 2>&1 &
+SERVER_PID=$!
+wait_for_port ceiling
+for c in $CONCURRENCY; do
+  echo "concurrency $c: gRPC alone (Gets answered from memory)" >&2
+  service_point ceiling get "$c"
 done
 
 if [ "$WATCH_STREAMS" -gt 0 ]; then

@@ -102,6 +102,11 @@ impl Args {
     }
 }
 
+/// The same allocator as the server, so the load costs the shared cores
+/// no more than it must.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();

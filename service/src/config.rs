@@ -108,8 +108,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SETTINGS_SYNC_BATCH_MAX", default_value_t = 64)]
     pub batch_max: usize,
     /// PostgreSQL: batches running at once, per kind (Sync, Get); each
-    /// holds a pool connection while it runs.
-    #[arg(long, env = "SETTINGS_SYNC_BATCH_IN_FLIGHT", default_value_t = 2)]
+    /// holds a pool connection while it runs. With 1 the next batch forms
+    /// while one runs, and `--batch-window-us` has no effect.
+    #[arg(long, env = "SETTINGS_SYNC_BATCH_IN_FLIGHT", default_value_t = 1)]
     pub batch_in_flight: usize,
     /// PostgreSQL: group Gets into one read as well.
     #[arg(long, env = "SETTINGS_SYNC_BATCH_GETS", default_value_t = true, action = clap::ArgAction::Set)]

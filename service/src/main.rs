@@ -6,6 +6,11 @@ use settings_sync::server::Application;
 use settings_sync::store::PostgresStore;
 use settings_sync::{cli, telemetry};
 
+/// glibc malloc was an eighth of the server's CPU under load, much of it
+/// contended arena locks (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Cli::parse();

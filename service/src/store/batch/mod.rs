@@ -51,7 +51,9 @@ impl Default for BatchConfig {
         BatchConfig {
             window: Duration::ZERO,
             max: 64,
-            in_flight: 2,
+            // Measured: one batch at a time, the next forming behind it,
+            // beat two at 16 and 64 clients for Syncs and Gets alike.
+            in_flight: 1,
             gets: true,
             rule: PreMerge::LargestStamp,
         }
