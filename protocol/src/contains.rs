@@ -34,10 +34,21 @@ fn element_contains(haystack: &Json, needle: &Json) -> bool {
 }
 
 /// Numbers compare as PostgreSQL's `numeric` compares the text it is given:
-/// by exact decimal value. Comparing through `f64` would call 2^60 and
-/// 1.152921504606847e18 equal, which PostgreSQL does not.
+/// by exact decimal value. Comparing an integer with a float through `f64`
+/// would call 2^60 and 1.152921504606847e18 equal, which PostgreSQL does not.
 fn numbers_equal(a: &serde_json::Number, b: &serde_json::Number) -> bool {
-    Decimal::of(&a.to_string()) == Decimal::of(&b.to_string())
+    let integer = |n: &serde_json::Number| {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    };
+    match (integer(a), integer(b), a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y), _, _) => x == y,
+        // Two floats: each is the shortest text of its f64, so equal values
+        // are equal f64s.
+        (None, None, Some(x), Some(y)) => x == y,
+        _ => Decimal::of(&a.to_string()) == Decimal::of(&b.to_string()),
+    }
 }
 
 /// A number's exact value as `digits × 10^exponent`, with no leading or
