@@ -3,30 +3,35 @@
 # request decoding + validation as the service does it, and JSON values.
 #   scripts/fuzz.sh [seconds-per-target]
 # Needs the nightly toolchain and cargo-fuzz; installs them if missing, and
-# skips (exit 0, saying why) only when they cannot be installed. A crash
-# fails the script and leaves its input under fuzz/artifacts/<target>/.
+# fails (saying exactly what is missing) when they cannot be installed: a
+# fuzz run that silently did not happen would look like a passing one.
+# A crash fails the script and leaves its input under fuzz/artifacts/<target>/.
+# The sanitizer build is cached outside the repo (it shares nothing with the
+# stable build), so a fresh clone on the same machine rebuilds only our crates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-20}
 
-skip() {
-  echo "fuzz.sh: SKIPPED: $*" >&2
-  exit 0
+cannot_run() {
+  echo "fuzz.sh: FAILED: $*" >&2
+  exit 1
 }
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   rustup toolchain install nightly --profile minimal >&2 ||
-    skip "the nightly toolchain is missing and could not be installed"
+    cannot_run "the nightly toolchain is missing and could not be installed"
 fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   cargo +nightly install cargo-fuzz --locked >&2 ||
-    skip "cargo-fuzz is missing and could not be installed"
+    cannot_run "cargo-fuzz is missing and could not be installed"
 fi
 
 # Its own target directory: sanitizer builds share nothing with the stable ones.
-export CARGO_TARGET_DIR=${SETTINGS_SYNC_FUZZ_TARGET_DIR:-$PWD/fuzz/target}
+export CARGO_TARGET_DIR=${SETTINGS_SYNC_FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/settings-sync/fuzz-target}
+targets=$(cargo +nightly fuzz list) || cannot_run "cargo fuzz list did not run"
+[ -n "$targets" ] || cannot_run "cargo fuzz list found no targets in fuzz/"
 started=$(date +%s)
-for target in $(cargo +nightly fuzz list); do
+for target in $targets; do
   echo "fuzz.sh: $target for ${seconds}s" >&2
   mkdir -p "fuzz/corpus/$target"
   # Seeds committed in fuzz/seeds/<target> start the corpus off.

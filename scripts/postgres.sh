@@ -6,6 +6,8 @@
 #   scripts/postgres.sh stop DIR           # stop and delete the cluster
 #   scripts/postgres.sh server-stop DIR    # stop the server, keep the cluster
 #   scripts/postgres.sh server-start DIR   # start it again on the same port
+# SETTINGS_SYNC_TEST_PG_ALSO_LISTEN=ADDR/PREFIX: also listen on ADDR and let
+# that network in with a password (the pods of scripts/k8s-node.sh).
 set -euo pipefail
 
 find_bindir() {
@@ -41,6 +43,11 @@ start() {
   as_owner "$bindir/initdb" -D "$dir/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; exit 1; }
   echo "$port" >"$dir/port"
+  echo "127.0.0.1" >"$dir/listen"
+  if [ -n "${SETTINGS_SYNC_TEST_PG_ALSO_LISTEN:-}" ]; then
+    echo "127.0.0.1,${SETTINGS_SYNC_TEST_PG_ALSO_LISTEN%/*}" >"$dir/listen"
+    echo "host all all $SETTINGS_SYNC_TEST_PG_ALSO_LISTEN scram-sha-256" >>"$dir/data/pg_hba.conf"
+  fi
   server_start "$dir"
   echo "export SETTINGS_SYNC_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$port/postgres"
   echo "export SETTINGS_SYNC_TEST_PG_DIR=$dir"
@@ -49,11 +56,12 @@ start() {
 
 # Starts the server of an existing cluster (again), on the port it had.
 server_start() {
-  local dir=$1 bindir port
+  local dir=$1 bindir port listen
   bindir=$(find_bindir)
   port=$(cat "$dir/port")
+  listen=$(cat "$dir/listen" 2>/dev/null || echo 127.0.0.1)
   as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_buffers=256MB" \
+    -o "-p $port -k $dir -c listen_addresses=$listen -c max_connections=400 -c shared_buffers=256MB" \
     start >&2 || { cat "$dir/server.log" >&2; exit 1; }
 }
 

@@ -6,9 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use settings_sync::server::Application;
 use settings_sync::store::{
-    DocumentStore, PostgresStore, QueryPage, QuerySpec, StoreError, SyncOutcome,
+    DocumentStore, FieldOutcome, PostgresStore, QueryPage, QuerySpec, StoreError, SyncOutcome,
 };
 use settings_sync_client::Client;
+use settings_sync_protocol::fields::FieldWrite;
 use settings_sync_protocol::{Decision, Document, DocumentKey, Id, MergePolicy, Versioned, merge};
 use settings_sync_tests::fixtures::{key, write};
 use settings_sync_tests::server::serve_args;
@@ -93,7 +94,7 @@ impl DocumentStore for ReadThenWriteStore {
         let stored = self.inner.get(key).await?;
         let decision = merge(stored.as_ref().map(|d| &d.state), write, policy)?;
         if decision != Decision::Applied {
-            let document = stored.ok_or_else(|| StoreError::Unsettled(key.clone()))?;
+            let document = stored.ok_or_else(|| StoreError::internal(format!("{key} vanished")))?;
             return Ok(SyncOutcome { document, decision });
         }
         // The window a concurrent writer slips through.
@@ -121,8 +122,17 @@ impl DocumentStore for ReadThenWriteStore {
             .inner
             .get(key)
             .await?
-            .ok_or_else(|| StoreError::Unsettled(key.clone()))?;
+            .ok_or_else(|| StoreError::internal(format!("{key} vanished")))?;
         Ok(SyncOutcome { document, decision })
+    }
+
+    async fn sync_fields(
+        &self,
+        key: &DocumentKey,
+        write: &FieldWrite,
+        policy: MergePolicy,
+    ) -> Result<FieldOutcome, StoreError> {
+        self.inner.sync_fields(key, write, policy).await
     }
 
     async fn get(&self, key: &DocumentKey) -> Result<Option<Document>, StoreError> {

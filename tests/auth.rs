@@ -85,6 +85,7 @@ async fn call(client: &mut Client, rpc: Rpc, tenant: &str, owner: &str) -> Resul
                     clock: 6,
                     writer: "intruder".into(),
                 }),
+                ..Default::default()
             };
             raw.sync(request).await.map(drop)
         }

@@ -18,11 +18,153 @@ fn sync(tenant: &str, owner: &str, value_json: &str, clock: u64, writer: &str) -
             clock,
             writer: writer.into(),
         }),
+        ..Default::default()
     }
 }
 
 fn ok(value_json: &str, clock: u64) -> v1::SyncRequest {
     sync("acme", "alice", value_json, clock, "tab-x")
+}
+
+/// A patch of the seeded document at clock 9.
+fn patch(edits: &[(&str, Option<v1::field_edit::Op>)]) -> v1::SyncRequest {
+    let edits = (edits.iter())
+        .map(|(field, op)| v1::FieldEdit {
+            field: (*field).into(),
+            op: op.clone(),
+        })
+        .collect();
+    v1::SyncRequest {
+        patch: Some(v1::FieldPatch { edits }),
+        ..ok("", 9)
+    }
+}
+
+fn set(json: &str) -> Option<v1::field_edit::Op> {
+    Some(v1::field_edit::Op::SetJson(json.into()))
+}
+
+/// Bad per-field writes: refused at the edge like any bad value.
+fn bad_patches() -> Vec<(&'static str, v1::SyncRequest, Code)> {
+    let deep = format!("{}1{}", "[".repeat(32), "]".repeat(32));
+    let names: Vec<String> = (0..1001).map(|i| format!("f{i}")).collect();
+    let many_deletes: Vec<(&str, Option<v1::field_edit::Op>)> = (names.iter())
+        .map(|name| (name.as_str(), Some(v1::field_edit::Op::Delete(true))))
+        .collect();
+    vec![
+        (
+            "patch with a value too",
+            v1::SyncRequest {
+                value_json: "{}".into(),
+                ..patch(&[("a", set("1"))])
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            "patch field without a name",
+            patch(&[("", set("1"))]),
+            Code::InvalidArgument,
+        ),
+        (
+            "patch field name with NUL",
+            patch(&[("a\0b", set("1"))]),
+            Code::InvalidArgument,
+        ),
+        (
+            "patch field name over 1 KiB",
+            patch(&[(&"f".repeat(1025), set("1"))]),
+            Code::InvalidArgument,
+        ),
+        (
+            "patch field edited twice",
+            patch(&[("a", set("1")), ("a", set("2"))]),
+            Code::InvalidArgument,
+        ),
+        (
+            "patch field without an edit",
+            patch(&[("a", None)]),
+            Code::InvalidArgument,
+        ),
+        (
+            "patch delete = false",
+            patch(&[("a", Some(v1::field_edit::Op::Delete(false)))]),
+            Code::InvalidArgument,
+        ),
+        (
+            "patch value not JSON",
+            patch(&[("a", set("{"))]),
+            Code::InvalidArgument,
+        ),
+        (
+            "patch value empty",
+            patch(&[("a", set(""))]),
+            Code::InvalidArgument,
+        ),
+        (
+            "patch value with NUL",
+            patch(&[("a", set(r#""x\u0000""#))]),
+            Code::InvalidArgument,
+        ),
+        (
+            "patch value nesting past the limit",
+            patch(&[("a", set(&deep))]),
+            Code::InvalidArgument,
+        ),
+        (
+            "patch over 64 KiB",
+            patch(&[
+                ("a", set(&format!(r#""{}""#, "x".repeat(40 * 1024)))),
+                ("b", set(&format!(r#""{}""#, "x".repeat(40 * 1024)))),
+            ]),
+            Code::ResourceExhausted,
+        ),
+        (
+            "patch of more than 1000 fields",
+            patch(&many_deletes),
+            Code::InvalidArgument,
+        ),
+        (
+            "patch with clock 0",
+            v1::SyncRequest {
+                stamp: Some(v1::Stamp {
+                    clock: 0,
+                    writer: "tab-x".into(),
+                }),
+                ..patch(&[("a", set("1"))])
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            "per-field whole write that is not an object",
+            v1::SyncRequest {
+                per_field: true,
+                ..ok("[1]", 9)
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            "patch at the seeded stamp with other content",
+            v1::SyncRequest {
+                stamp: Some(v1::Stamp {
+                    clock: 5,
+                    writer: "tab-x".into(),
+                }),
+                ..patch(&[("airports", set(r#"["SFO"]"#))])
+            },
+            Code::FailedPrecondition,
+        ),
+        (
+            "patch with a clock jump past the limit",
+            v1::SyncRequest {
+                stamp: Some(v1::Stamp {
+                    clock: 5 + 1_000_001,
+                    writer: "tab-x".into(),
+                }),
+                ..patch(&[("a", set("1"))])
+            },
+            Code::FailedPrecondition,
+        ),
+    ]
 }
 
 /// (case, request, expected status).
@@ -150,7 +292,7 @@ async fn check_bad_input_changes_nothing(backend: Backend) {
     let raw = client.raw();
 
     let mut failures = Vec::new();
-    for (case, request, expected) in bad_syncs() {
+    for (case, request, expected) in bad_syncs().into_iter().chain(bad_patches()) {
         match raw.sync(request).await {
             Ok(_) => failures.push(format!("{case}: accepted")),
             Err(status) if status.code() != expected => failures.push(format!(

@@ -1,33 +1,40 @@
-//! Write-combining in the PostgreSQL store: concurrent Syncs grouped into
-//! one statement answer every caller as the pure merge would in some
-//! sequential order, and end on the pure fold.
+//! Write-combining in the PostgreSQL store, through the public store: many
+//! concurrent writes and reads travel in one statement each, and batches
+//! racing over shared tenants never deadlock — without the fallback to one
+//! statement per request hiding it: a batch that falls back is counted,
+//! and the check requires none. A deadlock planted in the database (a
+//! trigger that fails every combined statement with SQLSTATE 40P01) must
+//! fail that check.
 //!
-//! The deterministic suites run on a current-thread runtime: `join_all`
-//! hands every write of a round to the batcher before its task runs, so a
-//! round is exactly one batch (several writes to one document included).
-//! A planted pre-merge (the last-submitted write wins) must fail the same
-//! check, which shows the check can catch a wrong batch.
+//! Per-field writes (combined into `merge_fields_many` statements) race
+//! with batched whole-document writes: every answer must be explained by
+//! the pure merge and every document end on the join; a deadlock planted
+//! in the combined per-field statement must fail the fallback check too.
+//!
+//! The batched merge's decisions are checked against the pure merge in the
+//! batcher's unit tests (`service/src/store/postgres/batch/tests.rs`),
+//! where a planted pre-merge can live under `cfg(test)`.
 
 use std::collections::BTreeMap;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use settings_sync::store::{BatchConfig, DocumentStore, PostgresStore, PreMerge, StoreError};
+use settings_sync::store::{BatchConfig, DocumentStore, PostgresStore, StoreError};
+use settings_sync_protocol::fields::{Change, FieldDocument, FieldOp, FieldWrite, Patch};
 use settings_sync_protocol::merge::join;
-use settings_sync_protocol::{Decision, DocumentKey, MergePolicy, Value, Versioned, merge};
+use settings_sync_protocol::{Decision, DocumentKey, MergeError, MergePolicy, Value, Versioned};
 use settings_sync_tests::fixtures::write;
 use settings_sync_tests::postgres;
 
-type Answer = Result<(Decision, Versioned), StoreError>;
+const POLICY: MergePolicy = MergePolicy { max_clock_jump: 3 };
 
-async fn batched_store(rule: PreMerge) -> PostgresStore {
+async fn batched_store() -> PostgresStore {
     let url = postgres::fresh_database().await;
     let store = PostgresStore::connect_lazy(&url, 8).expect("a pool");
     store.migrate().await.expect("migrations apply");
     store.with_batching(BatchConfig {
         max: 64,
         in_flight: 2,
-        rule,
         ..BatchConfig::default()
     })
 }
@@ -40,133 +47,6 @@ fn doc_key(i: usize) -> DocumentKey {
         "globex"
     };
     DocumentKey::parse(tenant, &format!("user-{i}"), "alerts").expect("a valid key")
-}
-
-/// A random write: few clocks and writers, so equal clocks and equal
-/// stamps are common; sometimes other content for a stamp (a broken
-/// client), sometimes a tombstone; clocks up to 8 against a jump limit of
-/// 3, so some writes may only update and some jump too far.
-fn random_write(rng: &mut StdRng) -> Versioned {
-    let clock = rng.random_range(0..=8u64);
-    let writer = ["a", "b", "c"][rng.random_range(0..3)];
-    if rng.random_bool(0.12) {
-        let mut w = write(clock, writer, serde_json::json!({}));
-        w.value = Value::TOMBSTONE;
-        return w;
-    }
-    let odd = rng.random_bool(0.1);
-    write(
-        clock,
-        writer,
-        serde_json::json!({"clock": clock, "writer": writer, "odd": odd}),
-    )
-}
-
-const POLICY: MergePolicy = MergePolicy { max_clock_jump: 3 };
-
-/// Checks one document's answers in one batch against the pure merge.
-/// The APPLIED writes, by stamp, must each win over the state before
-/// them, starting from `before`; every other write must get exactly what
-/// the pure merge says against one of those states (that is where it sits
-/// in the sequential order). Returns the state after the batch.
-fn check_document(
-    before: Option<Versioned>,
-    answers: &[(Versioned, Answer)],
-) -> Result<Option<Versioned>, String> {
-    let mut applied: Vec<&Versioned> = answers
-        .iter()
-        .filter(|(_, a)| matches!(a, Ok((Decision::Applied, _))))
-        .map(|(w, _)| w)
-        .collect();
-    applied.sort_by(|a, b| a.stamp.cmp(&b.stamp));
-    let mut states = vec![before.clone()];
-    for w in &applied {
-        let current = states.last().expect("a state").as_ref();
-        if merge(current, w, POLICY) != Ok(Decision::Applied) {
-            return Err(format!("{} was APPLIED over {:?}", w.stamp, current));
-        }
-        states.push(Some((*w).clone()));
-    }
-    for (w, answer) in answers {
-        let explained = match answer {
-            Ok((Decision::Applied, stored)) => stored == w,
-            Ok((decision, stored)) => states.iter().any(|s| {
-                s.as_ref() == Some(stored) && merge(Some(stored), w, POLICY) == Ok(*decision)
-            }),
-            Err(StoreError::Merge(error)) => states
-                .iter()
-                .any(|s| merge(s.as_ref(), w, POLICY).as_ref() == Err(error)),
-            Err(other) => return Err(format!("{} failed: {other}", w.stamp)),
-        };
-        if !explained {
-            return Err(format!(
-                "{} got {answer:?}, which no sequential order gives from {before:?}",
-                w.stamp
-            ));
-        }
-    }
-    let after = states.pop().expect("a state");
-    // The pure fold: every write that was not rejected, joined.
-    let folded = answers
-        .iter()
-        .filter(|(_, a)| a.is_ok())
-        .fold(before, |s, (w, _)| Some(join(s.as_ref(), w).clone()));
-    if folded != after {
-        return Err(format!("ended on {after:?}, the pure fold is {folded:?}"));
-    }
-    Ok(after)
-}
-
-fn describe(w: &Versioned, answer: &Answer) -> String {
-    let got = match answer {
-        Ok((decision, stored)) => format!(
-            "{decision:?}, stored {} {}",
-            stored.stamp,
-            stored.value.canonical()
-        ),
-        Err(e) => e.to_string(),
-    };
-    format!("{} {} -> {got}", w.stamp, w.value.canonical())
-}
-
-/// Rounds of random batches over a few documents; returns the first
-/// disagreement with the pure merge.
-async fn random_rounds(store: &PostgresStore, seed: u64, rounds: usize) -> Result<(), String> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut model: BTreeMap<DocumentKey, Option<Versioned>> = BTreeMap::new();
-    let mut applied_total = 0;
-    for round in 0..rounds {
-        let writes: Vec<(DocumentKey, Versioned)> = (0..rng.random_range(2..=16))
-            .map(|_| (doc_key(rng.random_range(0..4)), random_write(&mut rng)))
-            .collect();
-        let answers = futures::future::join_all(writes.iter().map(|(key, w)| async move {
-            store
-                .sync(key, w, POLICY)
-                .await
-                .map(|o| (o.decision, o.document.state))
-        }))
-        .await;
-        let mut by_key: BTreeMap<DocumentKey, Vec<(Versioned, Answer)>> = BTreeMap::new();
-        for ((key, w), answer) in writes.into_iter().zip(answers) {
-            applied_total += usize::from(matches!(answer, Ok((Decision::Applied, _))));
-            by_key.entry(key).or_default().push((w, answer));
-        }
-        for (key, answers) in by_key {
-            let before = model.get(&key).cloned().flatten();
-            let after = check_document(before, &answers).map_err(|e| {
-                let sent: Vec<String> = answers.iter().map(|(w, a)| describe(w, a)).collect();
-                format!("seed {seed}, round {round}, {key}: {e}\n  batch: {sent:#?}")
-            })?;
-            let stored = store.get(&key).await.map_err(|e| e.to_string())?;
-            if stored.as_ref().map(|d| &d.state) != after.as_ref() {
-                return Err(format!(
-                    "round {round}, {key}: stored {stored:?}, expected {after:?}"
-                ));
-            }
-            model.insert(key, after);
-        }
-    }
-    check_change_log(store, applied_total).await
 }
 
 /// One change row per APPLIED write, each with its own revision, and each
@@ -195,36 +75,8 @@ async fn check_change_log(store: &PostgresStore, applied: usize) -> Result<(), S
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn batched_writes_get_the_decisions_of_a_sequential_merge_and_end_on_the_pure_fold() {
-    for seed in 0..4 {
-        // A fresh database per seed: the model starts from no documents.
-        let store = batched_store(PreMerge::LargestStamp).await;
-        random_rounds(&store, seed, 60).await.unwrap();
-        let counts = store.batch_counts().expect("batching is on");
-        assert!(
-            counts.sync_statements > 0 && counts.sync_writes > counts.sync_statements,
-            "the rounds went through the batched statement: {counts:?}"
-        );
-    }
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn a_batch_where_the_last_submitted_write_wins_is_caught() {
-    let mut caught = None;
-    for seed in 0..4 {
-        let store = batched_store(PreMerge::PlantedLastSubmittedWins).await;
-        if let Err(e) = random_rounds(&store, seed, 60).await {
-            caught = Some(e);
-            break;
-        }
-    }
-    let caught = caught.expect("the planted pre-merge must fail the check");
-    println!("caught: {caught}");
-}
-
-#[tokio::test(flavor = "current_thread")]
 async fn sixty_four_concurrent_writes_and_reads_travel_in_one_statement_each() {
-    let store = batched_store(PreMerge::LargestStamp).await;
+    let store = batched_store().await;
     let keys: Vec<DocumentKey> = (0..64).map(doc_key).collect();
     let w = write(1, "tab", serde_json::json!({"n": 1}));
     let replies = futures::future::join_all(keys.iter().map(|k| store.sync(k, &w, POLICY))).await;
@@ -238,12 +90,15 @@ async fn sixty_four_concurrent_writes_and_reads_travel_in_one_statement_each() {
     let counts = store.batch_counts().expect("batching is on");
     assert_eq!((counts.sync_statements, counts.sync_writes), (1, 64));
     assert_eq!((counts.get_statements, counts.get_reads), (1, 64));
+    assert_eq!((counts.sync_fallbacks, counts.get_fallbacks), (0, 0));
     check_change_log(&store, 64).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batches_racing_over_shared_tenants_never_deadlock_and_keep_the_largest_stamp() {
-    let store = batched_store(PreMerge::LargestStamp).await;
+/// 16 tasks of 40 random writes over 6 documents of two tenants. Every
+/// write must be answered without error, the largest stamp kept, and no
+/// batch may have fallen back: a deadlock between batches would show as a
+/// fallback (or an error), not vanish into it.
+async fn race_batches(store: &PostgresStore) -> Result<(), String> {
     let tasks: Vec<_> = (0..16u64)
         .map(|t| {
             let store = store.clone();
@@ -265,28 +120,279 @@ async fn batches_racing_over_shared_tenants_never_deadlock_and_keep_the_largest_
     let mut largest: BTreeMap<DocumentKey, Versioned> = BTreeMap::new();
     let mut applied = 0;
     for task in tasks {
-        for (key, w, reply) in task.await.unwrap() {
-            // A deadlock would surface here as a database error.
-            let reply = reply.unwrap_or_else(|e| panic!("{key} {}: {e}", w.stamp));
+        for (key, w, reply) in task.await.map_err(|e| e.to_string())? {
+            let reply = reply.map_err(|e| format!("{key} {}: {e}", w.stamp))?;
             match reply.decision {
                 Decision::Applied => applied += 1,
-                Decision::Stale => assert!(reply.document.state.stamp > w.stamp),
-                Decision::Unchanged => assert_eq!(reply.document.state, w),
+                Decision::Stale if reply.document.state.stamp > w.stamp => {}
+                Decision::Unchanged if reply.document.state == w => {}
+                other => return Err(format!("{key} {}: {other:?} {reply:?}", w.stamp)),
             }
             let entry = largest.entry(key).or_insert_with(|| w.clone());
             *entry = join(Some(entry), &w).clone();
         }
     }
     for (key, expected) in &largest {
-        let stored = store.get(key).await.unwrap().expect("written");
-        assert_eq!(&stored.state, expected, "{key}");
+        let stored = store.get(key).await.map_err(|e| e.to_string())?;
+        if stored.as_ref().map(|d| &d.state) != Some(expected) {
+            return Err(format!("{key}: stored {stored:?}, expected {expected:?}"));
+        }
     }
-    check_change_log(&store, applied).await.unwrap();
-    assert!(
-        store
-            .batch_counts()
-            .expect("batching is on")
-            .sync_statements
-            > 0
+    check_change_log(store, applied).await?;
+    let counts = store.batch_counts().expect("batching is on");
+    if counts.sync_fallbacks != 0 || counts.get_fallbacks != 0 {
+        return Err(format!(
+            "batches fell back to one statement per request: {counts:?}"
+        ));
+    }
+    if counts.sync_statements == 0 {
+        return Err(format!("no batched statement ran: {counts:?}"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_racing_over_shared_tenants_never_deadlock_and_keep_the_largest_stamp() {
+    race_batches(&batched_store().await).await.unwrap();
+}
+
+/// The planted bug: every combined statement fails as a deadlock would
+/// (SQLSTATE 40P01), through a trigger only this test installs. Each write
+/// then still succeeds alone, so only the fallback count shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_absorbed_by_the_fallback_is_caught() {
+    let store = batched_store().await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION planted_deadlock() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF current_query() LIKE '%unnest(%' THEN
+                 RAISE EXCEPTION 'planted deadlock' USING ERRCODE = 'deadlock_detected';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER planted_deadlock BEFORE INSERT OR UPDATE ON documents
+             FOR EACH ROW EXECUTE FUNCTION planted_deadlock();",
+    )
+    .execute(store.pool())
+    .await
+    .expect("planting the deadlock");
+    let caught = race_batches(&store)
+        .await
+        .expect_err("a batch that deadlocks and falls back must fail the check");
+    println!("planted deadlock caught: {caught}");
+}
+
+/// Per-field writes racing with batched whole-document writes over a few
+/// documents: per-field clients' patches and whole documents (merged by
+/// read and conditional write), whole-document clients' writes (batched,
+/// and refused while a document holds a patch). Each answer must be what
+/// the pure merge says over the document it returned (the write merged
+/// into it, every field decided by that field's stamp there), and each
+/// document must end on the join of every write not refused — the join
+/// does not depend on order, so a lost update shows.
+async fn race_fields(store: &PostgresStore) -> Result<(), String> {
+    let tasks: Vec<_> = (0..12u64)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(500 + t);
+                let writer = format!("f{t}");
+                let mut sent = Vec::new();
+                // A writer never reuses a stamp (that would be refused).
+                let mut used = std::collections::HashSet::new();
+                for i in 0..30 {
+                    let key = doc_key(rng.random_range(0..4));
+                    let mut clock = rng.random_range(1..40);
+                    if !used.insert(clock) {
+                        clock = 40 + i;
+                    }
+                    let write = random_field_write(&mut rng, clock, &writer);
+                    let reply = match &write {
+                        Racer::Fields(w) => store
+                            .sync_fields(&key, w, MergePolicy::UNBOUNDED)
+                            .await
+                            .map(|o| (o.report.decision, o.report.fields, o.document)),
+                        Racer::Whole(w) => store
+                            .sync(&key, w, MergePolicy::UNBOUNDED)
+                            .await
+                            .map(|o| (o.decision, BTreeMap::new(), Some(o.document))),
+                    };
+                    sent.push((key, write, reply));
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut joined: BTreeMap<DocumentKey, FieldDocument> = BTreeMap::new();
+    let (mut refused, mut patches) = (0, 0);
+    for task in tasks {
+        for (key, write, reply) in task.await.map_err(|e| e.to_string())? {
+            let as_field = write.as_field_write();
+            match reply {
+                Err(StoreError::Merge(MergeError::FieldMerged))
+                    if matches!(write, Racer::Whole(_)) =>
+                {
+                    refused += 1;
+                    continue;
+                }
+                Err(e) => return Err(format!("{key} {}: {e}", as_field.stamp)),
+                Ok((decision, fields, document)) => {
+                    // No document: an empty patch read a document never written.
+                    let answered = document.map(|d| d.field_document()).unwrap_or_default();
+                    explain(&answered, &as_field, decision, &fields)
+                        .map_err(|e| format!("{key} {:?}: {e}", as_field))?;
+                }
+            }
+            patches += usize::from(matches!(write, Racer::Fields(_)));
+            let entry = joined.entry(key).or_default();
+            *entry = entry.join_write(&as_field);
+        }
+    }
+    for (key, expected) in &joined {
+        let stored = store.get(key).await.map_err(|e| e.to_string())?;
+        let stored = stored.map(|d| d.field_document()).unwrap_or_default();
+        if stored != *expected {
+            return Err(format!(
+                "{key}: stored {stored:?}, the join is {expected:?}"
+            ));
+        }
+    }
+    let counts = store.batch_counts().expect("batching is on");
+    if counts.field_fallbacks != 0 || counts.sync_fallbacks != 0 {
+        return Err(format!(
+            "batches fell back to one statement per request: {counts:?}"
+        ));
+    }
+    if counts.field_statements == 0 {
+        return Err(format!("no combined per-field statement ran: {counts:?}"));
+    }
+    println!(
+        "{patches} per-field writes ({} in {} combined statements), {refused} whole-document \
+         writes refused on patched documents",
+        counts.field_writes, counts.field_statements
     );
+    Ok(())
+}
+
+#[derive(Debug)]
+enum Racer {
+    Fields(FieldWrite),
+    Whole(settings_sync_protocol::Versioned),
+}
+
+impl Racer {
+    fn as_field_write(&self) -> FieldWrite {
+        match self {
+            Racer::Fields(w) => w.clone(),
+            Racer::Whole(w) => FieldWrite {
+                stamp: w.stamp.clone(),
+                change: Change::Whole(w.value.clone()),
+            },
+        }
+    }
+}
+
+fn random_field_write(rng: &mut StdRng, clock: u64, writer: &str) -> Racer {
+    let names = ["a", "b", "c", "d"];
+    let mut fields = serde_json::Map::new();
+    for name in names {
+        if rng.random_bool(0.4) {
+            fields.insert(
+                name.into(),
+                serde_json::json!({ "by": writer, "clock": clock }),
+            );
+        }
+    }
+    let stamp = write(clock, writer, serde_json::json!({})).stamp;
+    match rng.random_range(0..6) {
+        0 => Racer::Whole(write(clock, writer, serde_json::Value::Object(fields))),
+        1 => Racer::Fields(FieldWrite {
+            stamp,
+            change: Change::Whole(Value::object(fields)),
+        }),
+        _ => {
+            let patch: Patch = (fields.into_iter())
+                .map(|(name, v)| {
+                    let op = if rng.random_bool(0.2) {
+                        FieldOp::Delete
+                    } else {
+                        FieldOp::Set(v)
+                    };
+                    (name, op)
+                })
+                .collect();
+            Racer::Fields(FieldWrite {
+                stamp,
+                change: Change::Patch(patch),
+            })
+        }
+    }
+}
+
+/// Whether `answered`, the document a write's answer carried, explains the
+/// decisions: the write is merged into it, and each decision is the pure
+/// merge's against the register it lost to or replaced.
+fn explain(
+    answered: &FieldDocument,
+    write: &FieldWrite,
+    decision: Decision,
+    fields: &BTreeMap<String, Decision>,
+) -> Result<(), String> {
+    if answered.join_write(write) != *answered {
+        return Err(format!("the answer {answered:?} does not hold the write"));
+    }
+    for (name, d) in fields {
+        let at = answered.stamp_of(name);
+        let ok = match d {
+            Decision::Applied | Decision::Unchanged => at == Some(&write.stamp),
+            Decision::Stale => at > Some(&write.stamp),
+        };
+        if !ok {
+            return Err(format!(
+                "field {name}: {d:?}, but the answer holds it at {at:?}"
+            ));
+        }
+    }
+    let stale = fields.values().any(|d| *d == Decision::Stale);
+    let whole_stale = answered.stamp() > Some(&write.stamp);
+    let expected_stale = match &write.change {
+        Change::Patch(_) => stale,
+        Change::Whole(_) => whole_stale,
+    };
+    if (decision == Decision::Stale) != expected_stale {
+        return Err(format!("{decision:?} for the write with fields {fields:?}"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_field_writes_racing_batched_whole_writes_each_get_the_pure_decision_and_end_on_the_join()
+ {
+    race_fields(&batched_store().await).await.unwrap();
+}
+
+/// The planted bug: every combined per-field statement fails as a
+/// deadlock would; each write then succeeds alone, so only the fallback
+/// count shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_of_combined_per_field_statements_absorbed_by_the_fallback_is_caught() {
+    let store = batched_store().await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION planted_deadlock() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF current_query() LIKE '%merge_fields_many(%' THEN
+                 RAISE EXCEPTION 'planted deadlock' USING ERRCODE = 'deadlock_detected';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER planted_deadlock BEFORE INSERT OR UPDATE ON documents
+             FOR EACH ROW EXECUTE FUNCTION planted_deadlock();",
+    )
+    .execute(store.pool())
+    .await
+    .expect("planting the deadlock");
+    let caught = race_fields(&store)
+        .await
+        .expect_err("a per-field batch that deadlocks and falls back must fail the check");
+    println!("planted deadlock caught: {caught}");
 }

@@ -314,6 +314,7 @@ async fn an_incoming_traceparent_makes_the_server_span_a_child_of_the_callers_sp
         key: Some((&key("erin")).into()),
         value_json: "{}".into(),
         stamp: Some((&write(1, "w-1", json!({})).stamp).into()),
+        ..Default::default()
     });
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
@@ -337,6 +338,43 @@ async fn an_incoming_traceparent_makes_the_server_span_a_child_of_the_callers_sp
             .iter()
             .all(|c| attr(c, "db.system.name").as_deref() == Some("sqlite"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browsers_traceparent_over_grpc_web_continues_its_trace() {
+    use settings_sync_tests::grpc_web::{self, Call};
+    let receiver = Receiver::start().await;
+    let page = "http://localhost:5173";
+    let server = TracedServer::start(
+        &receiver.endpoint(),
+        Db::Sqlite,
+        &[("SETTINGS_SYNC_CORS_ALLOWED_ORIGINS", page)],
+    )
+    .await;
+    let addr = server
+        .endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .expect("a socket address");
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let caller_span = "b7ad6b7169203331";
+    let call = Call {
+        origin: Some(page.into()),
+        token: None,
+        headers: vec![("traceparent", format!("00-{trace_id}-{caller_span}-01"))],
+    };
+    let request = v1::SyncRequest {
+        key: Some((&key("web")).into()),
+        value_json: "{}".into(),
+        stamp: Some((&write(1, "w-page", json!({})).stamp).into()),
+        ..Default::default()
+    };
+    let reply = grpc_web::unary(addr, "Sync", &call, &request).await;
+    assert_eq!(reply.grpc_status().as_deref(), Some("0"));
+
+    let (span, _) = sync_span(&receiver, "web", 0).await;
+    assert_eq!(hex(&span.trace_id), trace_id);
+    assert_eq!(hex(&span.parent_span_id), caller_span);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -349,3 +349,159 @@ async fn next_message(stream: &mut Streaming<v1::WatchResponse>) -> Result<Event
         .event
         .expect("an event"))
 }
+
+both_stores!(
+    a_watcher_asking_past_the_latest_revision_is_told_so_not_left_idle,
+    |server: TestServer| async move {
+        let mut client = server.client().await;
+        let latest = client
+            .sync(&key("a"), &write(1, "tab", json!({})))
+            .await
+            .unwrap()
+            .document
+            .revision;
+        // At the latest revision is fine: nothing to replay, then live.
+        open(&server, watch_request("", Some(latest))).await;
+        let mut stream = client
+            .raw()
+            .watch(watch_request("", Some(latest + 5)))
+            .await
+            .unwrap()
+            .into_inner();
+        let status = tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .expect("an answer in time")
+            .expect_err("refused, not an idle stream");
+        assert_refused(
+            &status,
+            Code::OutOfRange,
+            &format!("latest revision {latest}"),
+        );
+    }
+);
+
+/// Revisions of the changes on `stream` until it ends with an error or
+/// delivers `last`; the error, if any.
+async fn drain(
+    stream: &mut Streaming<v1::WatchResponse>,
+    last: i64,
+) -> (Vec<i64>, Option<tonic::Status>) {
+    let mut seen = Vec::new();
+    while seen.last() != Some(&last) {
+        let message = tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .expect("a message in time");
+        match message {
+            Ok(Some(v1::WatchResponse {
+                event: Some(Event::Change(document)),
+            })) => seen.push(document.revision),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the stream ended without an error"),
+            Err(status) => return (seen, Some(status)),
+        }
+    }
+    (seen, None)
+}
+
+/// A watcher that stops reading pins at most `--watch-buffer-bytes` of
+/// changes, however few they are: then it is cut off, told where to resume,
+/// and resuming (a replay paged from the store) loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_watcher_of_large_documents_is_cut_off_at_the_byte_bound_and_resumes() {
+    const DOCUMENTS: usize = 200;
+    let server = TestServer::start_with(
+        Backend::Sqlite,
+        &["--watch-buffer-bytes", "1048576", "--watch-buffer", "1024"],
+    )
+    .await;
+    let mut stalled = open(&server, watch_request("", None)).await;
+    let mut fast = open(&server, watch_request("", None)).await;
+    // A fresh tenant: the writes take revisions 1..=DOCUMENTS.
+    let last = DOCUMENTS as i64;
+    // A watcher that keeps up, reading while the writes happen: once it has
+    // seen the last change, the feed has published them all (12 MB in about
+    // 13 events, far below 1024 events).
+    let keeps_up = tokio::spawn(async move { drain(&mut fast, last).await });
+    let mut client = server.client().await;
+    let big = "x".repeat(60 * 1024);
+    for i in 0..DOCUMENTS {
+        let owner = format!("u{i}");
+        client
+            .sync(&key(&owner), &write(1, "tab", json!({"pad": big})))
+            .await
+            .unwrap();
+    }
+    let (seen, error) = keeps_up.await.unwrap();
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(seen.len(), DOCUMENTS);
+
+    let (received, error) = drain(&mut stalled, last).await;
+    let status = error.unwrap_or_else(|| {
+        panic!(
+            "the stalled watcher was never cut off; it received all {} changes",
+            received.len()
+        )
+    });
+    let resume_after = received.last().copied().unwrap_or(last - DOCUMENTS as i64);
+    assert_refused(
+        &status,
+        Code::ResourceExhausted,
+        &format!("resume with after_revision = {resume_after}"),
+    );
+    assert!(received.len() < DOCUMENTS, "{}", received.len());
+    let mut resumed = client
+        .raw()
+        .watch(watch_request("", Some(resume_after)))
+        .await
+        .unwrap()
+        .into_inner();
+    let (rest, error) = drain(&mut resumed, last).await;
+    assert!(error.is_none(), "{error:?}");
+    let all: Vec<i64> = received.into_iter().chain(rest).collect();
+    let expected: Vec<i64> = (last - DOCUMENTS as i64 + 1..=last).collect();
+    assert_eq!(all, expected, "every change once, in order");
+}
+
+/// With pages of two changes, a replay of seven must read four pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_longer_than_a_page_arrives_whole_and_in_order() {
+    let server = TestServer::start_with(
+        Backend::Postgres,
+        &[
+            "--watch-buffer-bytes",
+            "131072",
+            "--max-document-bytes",
+            "65536",
+        ],
+    )
+    .await;
+    let mut client = server.client().await;
+    let mut written = Vec::new();
+    for i in 0..7u64 {
+        let reply = client
+            .sync(&key(&format!("u{i}")), &write(1, "tab", json!({"i": i})))
+            .await
+            .unwrap();
+        written.push(reply.document);
+    }
+    let mut stream = client
+        .raw()
+        .watch(watch_request("", Some(0)))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut replayed = Vec::new();
+    loop {
+        match next_event(&mut stream).await {
+            Event::Change(document) => replayed.push(Document::try_from(document).unwrap()),
+            Event::Progress(progress) => {
+                assert_eq!(progress.revision, written[6].revision);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        replayed, written,
+        "the whole history before the first progress"
+    );
+}

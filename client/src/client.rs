@@ -1,8 +1,11 @@
 //! Typed calls over one gRPC channel.
 
-use settings_sync_proto::convert::WireError;
+use std::collections::BTreeMap;
+
+use settings_sync_proto::convert::{WireError, field_write_request, parse_decision};
 use settings_sync_proto::v1;
 use settings_sync_proto::v1::settings_sync_client::SettingsSyncClient;
+use settings_sync_protocol::fields::{FieldReport, FieldWrite};
 use settings_sync_protocol::{Decision, Document, DocumentKey, Versioned};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -11,18 +14,32 @@ use crate::auth::{CallInterceptor, InvalidToken};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("{endpoint:?} is not a server address: {reason}")]
+    InvalidEndpoint { endpoint: String, reason: String },
     #[error("cannot connect: {0}")]
     Connect(#[from] tonic::transport::Error),
     #[error("{:?}: {}", .0.code(), .0.message())]
-    Status(#[from] tonic::Status),
+    Status(tonic::Status),
     #[error("the server sent an invalid response: {0}")]
     InvalidResponse(#[from] WireError),
     #[error(transparent)]
     InvalidToken(#[from] InvalidToken),
 }
 
+/// A lost connection reads as UNAVAILABLE, not tonic's CANCELLED (see
+/// [`crate::unavailable_if_connection_lost`]).
+impl From<tonic::Status> for Error {
+    fn from(status: tonic::Status) -> Self {
+        Error::Status(crate::unavailable_if_connection_lost(status))
+    }
+}
+
 impl Error {
-    /// The gRPC status code, if the server answered with one.
+    /// The gRPC status code of a call that ended in a status: usually the
+    /// server's answer, though tonic makes some locally (`UNAVAILABLE` when a
+    /// lazy channel cannot reach the server). `None` for errors that never
+    /// became a call: a bad endpoint, a failed connect, a bad token, or a
+    /// response that does not parse.
     pub fn code(&self) -> Option<tonic::Code> {
         match self {
             Error::Status(status) => Some(status.code()),
@@ -38,6 +55,14 @@ pub struct SyncReply {
     pub decision: Decision,
 }
 
+/// The answer to a per-field write: the stored document (its registers in
+/// `Document::field_document`) and what happened, as a whole and per field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldSyncReply {
+    pub document: Document,
+    pub report: FieldReport,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueryPage {
     pub documents: Vec<Document>,
@@ -49,6 +74,13 @@ pub struct QueryPage {
 /// context (see [`crate::trace`]) and bearer token, if any (see [`crate::auth`]).
 pub type TracedChannel = InterceptedService<Channel, CallInterceptor>;
 
+fn endpoint_of(endpoint: String) -> Result<tonic::transport::Endpoint, Error> {
+    Channel::from_shared(endpoint.clone()).map_err(|e| Error::InvalidEndpoint {
+        endpoint,
+        reason: e.to_string(),
+    })
+}
+
 /// A cheap-to-clone handle on one channel.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -58,10 +90,7 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(endpoint: impl Into<String>) -> Result<Self, Error> {
-        let channel = Channel::from_shared(endpoint.into())
-            .map_err(|e| Error::Status(tonic::Status::invalid_argument(e.to_string())))?
-            .connect()
-            .await?;
+        let channel = endpoint_of(endpoint.into())?.connect().await?;
         Ok(Self::from_channel(channel))
     }
 
@@ -71,8 +100,7 @@ impl Client {
         endpoint: impl Into<String>,
         timeout: std::time::Duration,
     ) -> Result<Self, Error> {
-        let channel = Channel::from_shared(endpoint.into())
-            .map_err(|e| Error::Status(tonic::Status::invalid_argument(e.to_string())))?
+        let channel = endpoint_of(endpoint.into())?
             .connect_timeout(timeout)
             .timeout(timeout)
             .connect_lazy();
@@ -109,17 +137,34 @@ impl Client {
             key: Some(key.into()),
             value_json: write.value.canonical(),
             stamp: Some((&write.stamp).into()),
+            ..Default::default()
         };
         let reply = self.inner.sync(request).await?.into_inner();
-        let decision = match v1::Decision::try_from(reply.decision) {
-            Ok(v1::Decision::Applied) => Decision::Applied,
-            Ok(v1::Decision::Stale) => Decision::Stale,
-            Ok(v1::Decision::Unchanged) => Decision::Unchanged,
-            _ => return Err(Error::InvalidResponse(WireError::Missing("decision"))),
-        };
         Ok(SyncReply {
             document: document(reply.document)?,
-            decision,
+            decision: parse_decision(reply.decision)?,
+        })
+    }
+
+    /// A per-field client's write: a patch, or a whole document merged
+    /// field by field (docs/protocol.md, "Per-field merge"). An empty patch
+    /// reads; of a document never written it is NOT_FOUND.
+    pub async fn sync_fields(
+        &mut self,
+        key: &DocumentKey,
+        write: &FieldWrite,
+    ) -> Result<FieldSyncReply, Error> {
+        let request = field_write_request(key, write);
+        let reply = self.inner.sync(request).await?.into_inner();
+        let fields = (reply.field_decisions.into_iter())
+            .map(|(name, d)| Ok((name, parse_decision(d)?)))
+            .collect::<Result<BTreeMap<_, _>, WireError>>()?;
+        Ok(FieldSyncReply {
+            document: document(reply.document)?,
+            report: FieldReport {
+                decision: parse_decision(reply.decision)?,
+                fields,
+            },
         })
     }
 
@@ -182,4 +227,20 @@ fn document(document: Option<v1::Document>) -> Result<Document, Error> {
     Ok(Document::try_from(
         document.ok_or(WireError::Missing("document"))?,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bad_endpoint_is_a_local_error_without_a_status_code() {
+        let error = Client::connect("not a uri").await.unwrap_err();
+        assert!(matches!(error, Error::InvalidEndpoint { .. }), "{error:?}");
+        assert_eq!(error.code(), None);
+        assert!(
+            error.to_string().contains("not a server address"),
+            "{error}"
+        );
+    }
 }

@@ -3,6 +3,8 @@
 //! - [`Client`]: typed calls over one gRPC channel.
 //! - [`LocalDocument`]: a local copy of one document: optimistic edits, sync,
 //!   the adopt rule, and a fresh writer id per incarnation.
+//! - [`LocalFieldDocument`]: the same in the opt-in per-field mode: patches
+//!   of named fields and the per-field adopt rule ([`Client::sync_fields`]).
 //! - [`trace`]: every call carries the caller's W3C trace context.
 //! - [`auth`]: and, when given one, a bearer token ([`Client::with_token`]).
 //!
@@ -21,9 +23,13 @@
 
 pub mod auth;
 mod client;
+mod connection;
 mod local;
+mod local_fields;
 pub mod trace;
 
-pub use client::{Client, Error, QueryPage, SyncReply, TracedChannel};
+pub use client::{Client, Error, FieldSyncReply, QueryPage, SyncReply, TracedChannel};
+pub use connection::unavailable_if_connection_lost;
 pub use local::LocalDocument;
+pub use local_fields::LocalFieldDocument;
 pub use settings_sync_proto::v1 as wire;

@@ -88,7 +88,7 @@ impl LocalDocument {
     }
 }
 
-fn fresh_writer_id() -> WriterId {
+pub(crate) fn fresh_writer_id() -> WriterId {
     let id = format!("w-{:032x}", rand::rng().random::<u128>());
     WriterId::parse(id).expect("a hex id is a valid writer id")
 }

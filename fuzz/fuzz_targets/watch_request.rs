@@ -3,14 +3,15 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use settings_sync::api::watch;
+use settings_sync::api::watch::WatchSpec;
+use settings_sync::api::{FromRequest, Limits};
 use settings_sync_proto::v1;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(request) = v1::WatchRequest::decode(data) else {
         return;
     };
-    if let Ok(spec) = watch::parse(request) {
+    if let Ok(spec) = WatchSpec::from_request(request, &Limits::default()) {
         assert!(spec.after_revision.is_none_or(|r| r >= 0));
     }
 });

@@ -45,6 +45,7 @@ impl SettingsSync for Fixed {
                 }),
                 revision: 1,
                 updated_at: None,
+                ..Default::default()
             }),
         }))
     }

@@ -1,9 +1,12 @@
 //! The calls the load makes, over the client crate's wire types, with an
 //! optional bearer token on every request.
 
-use settings_sync_client::wire;
 use settings_sync_client::wire::settings_sync_client::SettingsSyncClient;
-use settings_sync_protocol::{DocumentKey, Versioned};
+use settings_sync_client::{unavailable_if_connection_lost, wire};
+use std::future::Future;
+use std::time::Duration;
+
+use settings_sync_protocol::{Document, DocumentKey, Versioned};
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -33,8 +36,8 @@ pub enum Outcome {
     Decided(&'static str),
     /// A Get answered (found or NOT_FOUND: both are answers).
     Read,
-    /// Any other status, by code name.
-    Failed(tonic::Code),
+    /// Any other status.
+    Failed(Status),
 }
 
 /// `connections` channels, spread round-robin over `endpoints`.
@@ -50,8 +53,13 @@ pub async fn connect_all(
     let mut callers = Vec::with_capacity(connections);
     for i in 0..connections {
         let endpoint = &endpoints[i % endpoints.len()];
+        // Pings find a peer that vanished without closing the connection
+        // (a pod killed with its network namespace) within seconds.
         let channel = Channel::from_shared(endpoint.clone())?
             .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(2))
+            .keep_alive_timeout(Duration::from_secs(3))
+            .keep_alive_while_idle(true)
             .connect()
             .await
             .map_err(|e| anyhow::anyhow!("connecting to {endpoint}: {e}"))?;
@@ -63,30 +71,65 @@ pub async fn connect_all(
     Ok(callers)
 }
 
-pub async fn sync(caller: &mut Caller, key: &DocumentKey, write: &Versioned) -> Outcome {
+/// A call that takes longer than `timeout` ends DEADLINE_EXCEEDED here,
+/// whatever the server does; a lost connection is UNAVAILABLE.
+async fn within<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| Err(Status::deadline_exceeded("the load's --call-timeout")))
+        .map_err(unavailable_if_connection_lost)
+}
+
+pub async fn sync(
+    caller: &mut Caller,
+    key: &DocumentKey,
+    write: &Versioned,
+    timeout: Duration,
+) -> Outcome {
     let request = wire::SyncRequest {
         key: Some(key.into()),
         value_json: write.value.canonical(),
         stamp: Some((&write.stamp).into()),
+        ..Default::default()
     };
-    match caller.sync(request).await {
+    match within(timeout, caller.sync(request)).await {
         Ok(reply) => match wire::Decision::try_from(reply.into_inner().decision) {
             Ok(wire::Decision::Applied) => Outcome::Decided("APPLIED"),
             Ok(wire::Decision::Stale) => Outcome::Decided("STALE"),
             Ok(wire::Decision::Unchanged) => Outcome::Decided("UNCHANGED"),
             _ => Outcome::Decided("UNKNOWN"),
         },
-        Err(status) => Outcome::Failed(status.code()),
+        Err(status) => Outcome::Failed(status),
     }
 }
 
-pub async fn get(caller: &mut Caller, key: &DocumentKey) -> Outcome {
+pub async fn get(caller: &mut Caller, key: &DocumentKey, timeout: Duration) -> Outcome {
+    match read(caller, key, timeout).await {
+        Ok(_) => Outcome::Read,
+        Err(status) => Outcome::Failed(status),
+    }
+}
+
+/// The document as stored, or `None` when the server has none.
+pub async fn read(
+    caller: &mut Caller,
+    key: &DocumentKey,
+    timeout: Duration,
+) -> Result<Option<Document>, Status> {
     let request = wire::GetRequest {
         key: Some(key.into()),
     };
-    match caller.get(request).await {
-        Ok(_) => Outcome::Read,
-        Err(status) if status.code() == tonic::Code::NotFound => Outcome::Read,
-        Err(status) => Outcome::Failed(status.code()),
+    match within(timeout, caller.get(request)).await {
+        Ok(reply) => match reply.into_inner().document {
+            Some(document) => Document::try_from(document)
+                .map(Some)
+                .map_err(|e| Status::internal(format!("the server sent a bad document: {e}"))),
+            None => Err(Status::internal("a Get answer without its document")),
+        },
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+        Err(status) => Err(status),
     }
 }

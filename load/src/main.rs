@@ -7,10 +7,13 @@
 //! - [`report`]: latency histograms, errors, decisions; text or JSON.
 //! - [`watch`]: `--watch-streams N`: idle Watch streams and the server's
 //!   memory per stream.
+//! - [`verify`]: `--verify-writes`: every acknowledged write read back
+//!   after the run; writes lost are reported.
 
 mod caller;
 mod report;
 mod run;
+mod verify;
 mod watch;
 mod workload;
 
@@ -45,7 +48,8 @@ pub struct Args {
     /// HTTP/2 connections in all (default: min(concurrency, 8)); calls multiplex over them.
     #[arg(long, env = "SETTINGS_SYNC_LOAD_CONNECTIONS")]
     pub connections: Option<usize>,
-    /// Seconds measured.
+    /// Seconds measured. SIGINT or SIGTERM ends the run sooner, with its
+    /// report (and the read-back of --verify-writes).
     #[arg(
         long,
         short = 'd',
@@ -80,6 +84,19 @@ pub struct Args {
     /// Print the final report as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Seconds a call may take before it ends DEADLINE_EXCEEDED.
+    #[arg(long, env = "SETTINGS_SYNC_LOAD_CALL_TIMEOUT", default_value_t = 10.0)]
+    pub call_timeout: f64,
+    /// Send a call answered UNAVAILABLE again (the same request: a write
+    /// that had applied answers UNCHANGED), until another answer or the
+    /// end of the run. Every UNAVAILABLE is still counted as an error.
+    #[arg(long)]
+    pub retry_unavailable: bool,
+    /// Values carry their own stamp; after the run every document with an
+    /// acknowledged write (APPLIED or UNCHANGED) is read back and must hold
+    /// that write or one with a larger stamp. Reports the writes lost.
+    #[arg(long)]
+    pub verify_writes: bool,
     /// Instead of load: open this many idle Watch streams against the
     /// first endpoint and report the server's memory per stream.
     #[arg(long)]
@@ -126,17 +143,48 @@ async fn main() -> anyhow::Result<()> {
         report.print(args.json);
         return Ok(());
     }
+    anyhow::ensure!(args.call_timeout > 0.0, "--call-timeout must be positive");
     let connections = args.connections(args.concurrency);
     let callers = caller::connect_all(&args.endpoints, connections, token.as_deref()).await?;
+    let call_timeout = Duration::from_secs_f64(args.call_timeout);
     let workload = workload::Workload::from_args(&args)?;
-    let report = run::run(
-        callers,
+    let (mut report, acknowledged) = run::run(
+        callers.clone(),
         workload,
-        args.concurrency.max(1),
-        Duration::from_secs_f64(args.warmup.max(0.0)),
-        Duration::from_secs_f64(args.duration.max(0.1)),
+        run::Plan {
+            concurrency: args.concurrency.max(1),
+            warmup: Duration::from_secs_f64(args.warmup.max(0.0)),
+            duration: Duration::from_secs_f64(args.duration.max(0.1)),
+            retry_unavailable: args.retry_unavailable,
+            call_timeout,
+            stop: stop_on_signal(),
+        },
     )
     .await;
+    if args.verify_writes {
+        report.verify = Some(verify::read_back(&callers, acknowledged, call_timeout).await);
+    }
     report.print(args.json);
     Ok(())
+}
+
+/// Turns true on SIGINT or SIGTERM.
+fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("stopping: the run ends now");
+        let _ = stop.send(true);
+    });
+    stopped
 }

@@ -8,13 +8,29 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::caller::Outcome;
+use crate::verify::Verification;
 
 /// One worker's record; merged into the report at the end.
 pub struct Recorder {
     sync: Histogram<u64>,
     get: Histogram<u64>,
     errors: BTreeMap<String, u64>,
+    /// The first message seen per error code, to tell causes apart.
+    error_examples: BTreeMap<String, String>,
     decisions: BTreeMap<&'static str, u64>,
+    retries: u64,
+}
+
+/// A status's message and the chain of causes under it (a transport
+/// error's cause says whether the connection went away).
+fn describe(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        text.push_str(&format!(": {error}"));
+        cause = error.source();
+    }
+    text
 }
 
 fn histogram() -> Histogram<u64> {
@@ -28,8 +44,15 @@ impl Recorder {
             sync: histogram(),
             get: histogram(),
             errors: BTreeMap::new(),
+            error_examples: BTreeMap::new(),
             decisions: BTreeMap::new(),
+            retries: 0,
         }
+    }
+
+    /// A call answered UNAVAILABLE is being sent again.
+    pub fn retried(&mut self) {
+        self.retries += 1;
     }
 
     pub fn record(&mut self, is_sync: bool, latency: Duration, outcome: Outcome) {
@@ -45,8 +68,12 @@ impl Recorder {
         match outcome {
             Outcome::Decided(decision) => *self.decisions.entry(decision).or_default() += 1,
             Outcome::Read => {}
-            Outcome::Failed(code) => {
-                *self.errors.entry(format!("{code:?}")).or_default() += 1;
+            Outcome::Failed(status) => {
+                let code = format!("{:?}", status.code());
+                self.error_examples
+                    .entry(code.clone())
+                    .or_insert_with(|| describe(&status));
+                *self.errors.entry(code).or_default() += 1;
             }
         }
     }
@@ -57,9 +84,13 @@ impl Recorder {
         for (code, n) in other.errors {
             *self.errors.entry(code).or_default() += n;
         }
+        for (code, example) in other.error_examples {
+            self.error_examples.entry(code).or_insert(example);
+        }
         for (decision, n) in other.decisions {
             *self.decisions.entry(decision).or_default() += n;
         }
+        self.retries += other.retries;
     }
 
     pub fn finish(self, concurrency: usize, elapsed: Duration) -> Report {
@@ -73,11 +104,14 @@ impl Recorder {
             sync: Latency::of(&self.sync, seconds),
             get: Latency::of(&self.get, seconds),
             errors: self.errors,
+            error_examples: self.error_examples,
             decisions: self
                 .decisions
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
+            retries: self.retries,
+            verify: None,
         }
     }
 }
@@ -118,8 +152,15 @@ pub struct Report {
     pub get: Option<Latency>,
     /// Calls answered with a status other than OK (NOT_FOUND of a Get is OK).
     pub errors: BTreeMap<String, u64>,
+    /// One message per error code (the first seen), with its cause.
+    pub error_examples: BTreeMap<String, String>,
     /// Sync decisions by kind.
     pub decisions: BTreeMap<String, u64>,
+    /// Calls sent again after UNAVAILABLE (`--retry-unavailable`).
+    pub retries: u64,
+    /// The read-back of acknowledged writes (`--verify-writes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verification>,
 }
 
 impl Report {
@@ -145,5 +186,18 @@ impl Report {
         }
         println!("  decisions: {:?}", self.decisions);
         println!("  errors:    {:?}", self.errors);
+        for (code, example) in &self.error_examples {
+            println!("    {code}: {example}");
+        }
+        println!("  retries:   {}", self.retries);
+        if let Some(v) = &self.verify {
+            println!(
+                "  verified:  {} acknowledged writes to {} documents read back; {} lost, {} unreadable",
+                v.acknowledged_writes, v.documents, v.writes_lost, v.unreadable
+            );
+            for example in &v.examples {
+                println!("    {example}");
+            }
+        }
     }
 }

@@ -14,6 +14,24 @@ use crate::Args;
 /// The value every write stores: the same JSON as the pgbench script.
 pub const VALUE_JSON: &str = r#"{"fontSize":14,"theme":"dark"}"#;
 
+/// With `--verify-writes`, a value names the stamp it was written with,
+/// so a read-back can tell which write it holds.
+pub fn stamped_value(stamp: &Stamp) -> Value {
+    let mut json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(VALUE_JSON).expect("VALUE_JSON is an object");
+    json.insert("writer".into(), stamp.writer.as_str().into());
+    json.insert("clock".into(), stamp.clock.get().into());
+    Value::object(json)
+}
+
+/// The stamp a [`stamped_value`] names.
+pub fn stamp_in(value: &Value) -> Option<Stamp> {
+    let object = value.as_object()?;
+    let clock = Clock::new(object.get("clock")?.as_u64()?).ok()?;
+    let writer = WriterId::parse(object.get("writer")?.as_str()?).ok()?;
+    Some(Stamp::new(clock, writer))
+}
+
 /// How far back a conflicting write's clock reaches: enough that
 /// concurrent workers' clocks on the hot document overlap.
 const CONFLICT_CLOCK_SPREAD: u64 = 16;
@@ -26,6 +44,7 @@ pub struct Workload {
     conflict_rate: f64,
     clock_base: u64,
     value: Value,
+    stamped_values: bool,
 }
 
 pub enum Call {
@@ -56,6 +75,7 @@ impl Workload {
             conflict_rate: args.conflict_rate,
             clock_base: args.clock_base,
             value: Value::from_json(json)?,
+            stamped_values: args.verify_writes,
         })
     }
 
@@ -93,12 +113,11 @@ impl Workload {
             Clock::new(clock).expect("clocks stay far below the maximum"),
             worker.writer.clone(),
         );
-        Call::Sync(
-            self.key(index),
-            Versioned {
-                value: self.value.clone(),
-                stamp,
-            },
-        )
+        let value = if self.stamped_values {
+            stamped_value(&stamp)
+        } else {
+            self.value.clone()
+        };
+        Call::Sync(self.key(index), Versioned { value, stamp })
     }
 }

@@ -26,7 +26,12 @@ pub fn writer_name(rank: u8) -> u8 {
 /// state, one for each place in the order of the other names in use: just
 /// before each, and after the last.
 pub fn fresh_writer_names(state: &State, client: usize) -> Vec<u8> {
-    let used = writers(state, Some(client));
+    fresh_names(writers(state, Some(client)))
+}
+
+/// One free name for each place in the order of `used` (canonical names):
+/// just before each, and after the last.
+pub fn fresh_names(used: Names) -> Vec<u8> {
     let mut names: Vec<u8> = used.iter().map(|n| n - 1).collect();
     names.push(names.last().map_or(1, |before_last| before_last + 2));
     names
@@ -37,7 +42,7 @@ pub fn fresh_writer_names(state: &State, client: usize) -> Vec<u8> {
 pub struct Names([u64; 4]);
 
 impl Names {
-    fn insert(&mut self, name: u8) {
+    pub fn insert(&mut self, name: u8) {
         self.0[name as usize / 64] |= 1 << (name % 64);
     }
 
@@ -223,8 +228,7 @@ pub type FastMap<K, V> =
 /// two independent 64-bit lanes its odds over even 10^9 states are below
 /// 10^-20 for a well-mixed hash. (SipHash, std's, is well mixed but costs
 /// more than the rest of a transition; this mixer does one multiply a word.)
-pub fn fingerprint(state: &State) -> u128 {
-    use std::hash::Hash;
+pub fn fingerprint<S: std::hash::Hash>(state: &S) -> u128 {
     let mut h = Fingerprinter::default();
     state.hash(&mut h);
     let (a, b) = (mix(h.a ^ h.len), mix(h.b ^ h.len.rotate_left(32)));

@@ -1,23 +1,18 @@
-//! Breadth-first search of every reachable state, checking P1 and P5 on
-//! each state and P2–P4 on each transition. The first violation is returned
-//! with a shortest history that reaches it (BFS finds shortest first).
-//!
-//! A hand-written search rather than `stateright`: P2–P4 are properties of
-//! transitions, which stateright checks only on states (it would have to
-//! carry the previous state inside each state), and the reductions in
-//! `canon` need full control of what is stored.
+//! The whole-document model check: the model of `state` and `step` under
+//! pluggable `rules`, searched by `search`, with the bounds both models use
+//! and the outcome they report.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::canon::{canonicalize, fingerprint};
-use crate::history;
-use crate::properties::{Violation, check_state, check_transition};
+use crate::canon::{self, canonicalize};
+use crate::properties::{check_state, check_transition};
 use crate::rules::Rules;
+use crate::search::{Model, search};
 use crate::state::{MAX_CLIENTS, MAX_EDITS, MAX_IN_FLIGHT, State};
 use crate::step::{Action, Limits, actions, step};
+
+pub use crate::search::Counterexample;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bounds {
@@ -87,8 +82,8 @@ impl Bounds {
 }
 
 #[derive(Debug)]
-pub struct Outcome {
-    pub rules: Rules,
+pub struct Outcome<R = Rules> {
+    pub rules: R,
     pub bounds: Bounds,
     /// Distinct canonical states reached.
     pub states: usize,
@@ -101,105 +96,83 @@ pub struct Outcome {
     pub counterexample: Option<Counterexample>,
 }
 
-#[derive(Debug)]
-pub struct Counterexample {
-    pub violation: Violation,
-    /// One line per action, each with the state after it.
-    pub history: String,
-}
-
-/// The visited set maps each state's fingerprint to its parent's, for
-/// histories. Fingerprints are already uniform hashes, so the map uses
-/// their low bits as they are instead of hashing them again.
-#[derive(Default)]
-pub struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+impl<R> Outcome<R> {
+    pub fn new(rules: R, bounds: Bounds, search: crate::search::Search) -> Self {
+        Outcome {
+            rules,
+            bounds,
+            states: search.states,
+            transitions: search.transitions,
+            truncated: search.truncated,
+            depth: search.depth,
+            elapsed: search.elapsed,
+            counterexample: search.counterexample,
         }
     }
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
-    }
 }
 
-pub type Visited = HashMap<u128, u128, BuildHasherDefault<PassThrough>>;
-
+/// Every reachable state of whole-document mode under `rules`.
 pub fn check(rules: Rules, bounds: Bounds) -> Outcome {
-    let started = Instant::now();
-    let limits = bounds.limits();
-    let ceiling = bounds.clock_ceiling();
-    let mut root = State::initial(bounds.clients, rules.uses_writers());
-    canonicalize(&mut root, rules.uses_writers());
-    let root_fp = fingerprint(&root);
-    let mut visited = Visited::default();
-    visited.insert(root_fp, root_fp);
-    let mut outcome = Outcome {
-        rules,
-        bounds,
-        states: 1,
-        transitions: 0,
-        truncated: 0,
-        depth: 0,
-        elapsed: Duration::ZERO,
-        counterexample: None,
-    };
-    let found = |visited: &Visited, at: u128, last: Option<Action>, violation: Violation| {
-        Some(history::counterexample(
-            rules, bounds, &root, visited, at, last, violation,
-        ))
-    };
-    if let Err(violation) = check_state(&root, rules) {
-        outcome.counterexample = found(&visited, root_fp, None, violation);
-    }
-    let mut frontier = vec![(root_fp, root)];
-    let mut enabled = Vec::new();
-    'search: while !frontier.is_empty() && outcome.counterexample.is_none() {
-        outcome.depth += 1;
-        let mut next_level = Vec::new();
-        for (here, state) in frontier {
-            actions(&state, rules, limits, &mut enabled);
-            for &action in &enabled {
-                outcome.transitions += 1;
-                let mut after = step(&state, rules, limits, action);
-                let delivered = match action {
-                    Action::Deliver { message, .. } => Some(message),
-                    _ => None,
-                };
-                if let Err(v) = check_transition(&state, &after, rules, delivered) {
-                    outcome.counterexample = found(&visited, here, Some(action), v);
-                    break 'search;
-                }
-                if after.max_clock() > ceiling {
-                    outcome.truncated += 1;
-                    continue;
-                }
-                canonicalize(&mut after, rules.uses_writers());
-                let there = fingerprint(&after);
-                if visited.contains_key(&there) {
-                    continue;
-                }
-                visited.insert(there, here);
-                if let Err(v) = check_state(&after, rules) {
-                    outcome.counterexample = found(&visited, there, None, v);
-                    break 'search;
-                }
-                next_level.push((there, after));
-            }
-        }
-        frontier = next_level;
-    }
-    outcome.states = visited.len();
-    outcome.elapsed = started.elapsed();
-    outcome
+    Outcome::new(rules, bounds, search(&WholeDocument { rules, bounds }))
 }
 
-impl fmt::Display for Outcome {
+/// The whole-document model, as the search sees it.
+struct WholeDocument {
+    rules: Rules,
+    bounds: Bounds,
+}
+
+impl Model for WholeDocument {
+    type State = State;
+    type Action = Action;
+
+    fn root(&self) -> State {
+        let mut root = State::initial(self.bounds.clients, self.rules.uses_writers());
+        canonicalize(&mut root, self.rules.uses_writers());
+        root
+    }
+
+    fn actions(&self, state: &State, out: &mut Vec<Action>) {
+        actions(state, self.rules, self.bounds.limits(), out);
+    }
+
+    fn step(&self, state: &State, action: Action) -> State {
+        step(state, self.rules, self.bounds.limits(), action)
+    }
+
+    fn canonicalize(&self, state: &mut State) {
+        canonicalize(state, self.rules.uses_writers());
+    }
+
+    fn rename_writers(&self, state: &mut State) {
+        if self.rules.uses_writers() {
+            canon::rename_writers(state);
+        }
+    }
+
+    fn check_state(&self, state: &State) -> Result<(), crate::properties::Violation> {
+        check_state(state, self.rules)
+    }
+
+    fn check_transition(
+        &self,
+        before: &State,
+        after: &State,
+        action: Action,
+    ) -> Result<(), crate::properties::Violation> {
+        let delivered = match action {
+            Action::Deliver { message, .. } => Some(message),
+            _ => None,
+        };
+        check_transition(before, after, self.rules, delivered)
+    }
+
+    fn past_ceiling(&self, state: &State) -> bool {
+        state.max_clock() > self.bounds.clock_ceiling()
+    }
+}
+
+impl<R: fmt::Debug> fmt::Display for Outcome<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.bounds;
         write!(

@@ -14,15 +14,19 @@
 //! - [`step`]: the actions and the transitions they make.
 //! - [`canon`]: symmetry reduction and fingerprints.
 //! - [`properties`]: P1 to P5.
-//! - [`check`]: the breadth-first search.
-//! - [`history`]: counterexamples as step-by-step histories.
+//! - [`check`]: the whole-document model as the search sees it; bounds and
+//!   outcomes.
+//! - [`search`]: the breadth-first search of any model, and counterexamples
+//!   as step-by-step histories.
+//! - [`field`]: the same for the per-field mode: patches of two fields.
 
 pub mod canon;
 pub mod check;
-pub mod history;
+pub mod field;
 pub mod properties;
 pub mod real;
 pub mod rules;
+pub mod search;
 pub mod state;
 pub mod step;
 

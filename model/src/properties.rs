@@ -26,6 +26,11 @@ pub enum Property {
     /// P5: every acknowledged write is stored, or was superseded by a write
     /// with a larger stamp that it does not causally follow.
     NothingAcknowledgedLost,
+    /// P6 (per-field mode): an acknowledged edit of a field is lost only to
+    /// a write of that same field with a larger stamp, and a field is
+    /// answered STALE only when that same field holds a larger stamp; so
+    /// concurrent edits of different fields both survive.
+    FieldIndependence,
     /// The backend never rejects a write from a correct client (a rejection
     /// would mean the model and the protocol disagree on what a client is).
     NoRejection,
@@ -37,7 +42,7 @@ pub struct Violation {
     pub detail: String,
 }
 
-fn violated(property: Property, detail: String) -> Result<(), Violation> {
+pub fn violated(property: Property, detail: String) -> Result<(), Violation> {
     Err(Violation { property, detail })
 }
 
@@ -116,7 +121,7 @@ fn clean_rounds(state: &State, rules: Rules, order: &[u8]) -> (State, Vec<String
 }
 
 /// Every order of `n` clients.
-fn orders(n: usize) -> Vec<Vec<u8>> {
+pub fn orders(n: usize) -> Vec<Vec<u8>> {
     if n == 0 {
         return vec![Vec::new()];
     }

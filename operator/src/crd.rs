@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::{CustomResource, CustomResourceExt};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -67,9 +68,18 @@ pub struct SettingsSyncSpec {
     /// Serve gRPC over TLS with the key pair of a `kubernetes.io/tls` Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
-    /// Verify callers' JWTs against a JSON Web Key Set held in a Secret.
+    /// How callers authenticate. Required in effect: without it the
+    /// resource is refused (`Degraded: AuthenticationMissing`) and nothing
+    /// is deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
+    /// Who may connect to the gRPC port (a NetworkPolicy the operator
+    /// creates); by default the pods of the resource's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
+    /// Browser origins allowed to call over gRPC-Web.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
     /// Requests and limits of the server container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -148,7 +158,7 @@ pub struct TelemetrySpec {
     pub service_name: Option<String>,
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LimitsSpec {
     /// Largest accepted document in bytes of JSON (server default 64 KiB).
@@ -159,6 +169,19 @@ pub struct LimitsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_clock_jump: Option<u64>,
+    /// Requests per second each caller identity may make on average, per
+    /// replica; 0 turns the limit off. Default: 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1000000.0))]
+    pub rate_limit_per_second: Option<f64>,
+    /// Requests an identity may make in a burst above the average (server default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub rate_limit_burst: Option<u32>,
+    /// Watch streams one identity may hold open at once; 0: no cap (server default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1000000))]
+    pub max_watch_streams_per_identity: Option<u32>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
@@ -167,13 +190,65 @@ pub struct TlsSpec {
     /// A `kubernetes.io/tls` Secret (keys `tls.crt` and `tls.key`).
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: String,
+    /// Mutual TLS: the Secret key holding the PEM CA certificates that
+    /// client certificates must chain to. A service token then counts only
+    /// on a connection with a verified client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_secret_ref: Option<SecretKeyRef>,
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+/// Either `jwksSecretRef` (callers present tokens it verifies) or
+/// `insecureNoAuth: true`, never both; the API server enforces this too.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.jwksSecretRef) != self.insecureNoAuth")
+        .message("set either jwksSecretRef or insecureNoAuth: true (exactly one)"),
+    validation = Rule::new("!self.insecureNoAuth || (!has(self.issuer) && !has(self.audience))")
+        .message("issuer and audience check tokens; they cannot be set with insecureNoAuth")
+)]
 pub struct AuthSpec {
     /// The Secret key holding the JSON Web Key Set that signs callers' tokens.
-    pub jwks_secret_ref: SecretKeyRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_secret_ref: Option<SecretKeyRef>,
+    /// Accept only tokens with this `iss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub issuer: Option<String>,
+    /// Accept only tokens whose `aud` names this audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub audience: Option<String>,
+    /// Serve without authentication: anyone who can reach the port may
+    /// read and write every tenant's settings. The resource then carries
+    /// the condition `Insecure` and a Warning Event.
+    #[serde(default)]
+    pub insecure_no_auth: bool,
+}
+
+/// Ingress to the server pods: only the gRPC port, only from these peers.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Pods, namespaces or address blocks that may connect. Empty (the
+    /// default): the pods of the resource's namespace. Every namespace:
+    /// `- namespaceSelector: {}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub from: Vec<NetworkPolicyPeer>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CorsSpec {
+    /// Origins (`scheme://host[:port]`, lowercase, no path) whose pages may
+    /// call; none by default. `*` is not accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(regex(pattern = r"^https?://[-a-z0-9.:\[\]]+$"))
+    )]
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -62,6 +62,11 @@ pub fn transitions(previous: Option<&SettingsSyncStatus>, next: &SettingsSyncSta
             &format!("database migrated for {image}"),
         ));
     }
+    if let Some(("True", reason, message)) = after("Insecure")
+        && before("Insecure").map(|c| c.0) != Some("True")
+    {
+        events.push(event(EventType::Warning, reason, message));
+    }
     match (before("Available").map(|c| c.0), after("Available")) {
         (Some("True"), Some(("False", reason, message))) => {
             events.push(event(EventType::Warning, reason, message));
@@ -119,6 +124,17 @@ mod tests {
             Some("img"),
         );
         assert!(transitions(Some(&same), &same).is_empty());
+    }
+
+    #[test]
+    fn running_without_authentication_is_a_warning_once() {
+        let insecure = status(&[("Insecure", "True", "InsecureNoAuth")], None);
+        let events = transitions(None, &insecure);
+        assert_eq!(events[0].type_, EventType::Warning);
+        assert_eq!(reasons(events), ["InsecureNoAuth"]);
+        assert!(transitions(Some(&insecure), &insecure).is_empty());
+        let secure = status(&[("Insecure", "False", "TokensRequired")], None);
+        assert!(transitions(None, &secure).is_empty());
     }
 
     #[test]

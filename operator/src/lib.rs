@@ -3,6 +3,7 @@
 //!
 //! Pure rules (no I/O, unit-tested directly):
 //! - `crd`        the custom resource types; the chart's CRD is generated from them
+//! - `refusal`    what the operator will not deploy (no authentication asked for)
 //! - `builders`   the child objects of a resource (Deployment, Job, Service, …)
 //! - `preflight`  which Secrets a resource needs and what is wrong with them
 //! - `status`     the status and its conditions from what the reconciler saw
@@ -13,6 +14,7 @@
 //! - `reconcile`  one reconciliation; `context` what reconciliations share
 //! - `leader`     Lease-based leader election
 //! - `http`       /healthz, /readyz, /metrics; `metrics` the Prometheus metrics
+//! - `probe`      `settings-sync-operator probe URL`, the chart's `helm test`
 //! - `telemetry`  logs and OTLP spans
 //! - `runtime`    the composition root that wires them together
 
@@ -25,7 +27,9 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod preflight;
+pub mod probe;
 pub mod reconcile;
+pub mod refusal;
 pub mod runtime;
 pub mod status;
 pub mod telemetry;

@@ -27,6 +27,15 @@ enum Command {
     Run(RunArgs),
     /// Print the CustomResourceDefinition as YAML.
     Crd,
+    /// GET an http:// URL and succeed on a 2xx answer (the chart's
+    /// `helm test` checks /readyz with it).
+    Probe {
+        /// e.g. http://settings-sync-operator.settings-sync-system.svc:8080/readyz
+        url: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -91,13 +100,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run(args) => match tokio::runtime::Runtime::new() {
-            Ok(rt) => rt.block_on(run(args)),
-            Err(e) => {
-                eprintln!("cannot start the async runtime: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Probe { url, timeout } => block_on(probe(url, Duration::from_secs(timeout))),
+        Command::Run(args) => block_on(run(args)),
+    }
+}
+
+fn block_on(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(task),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn probe(url: String, timeout: Duration) -> ExitCode {
+    match settings_sync_operator::probe::probe(&url, timeout).await {
+        Ok(code) => {
+            println!("{url}: {code}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -7,12 +7,13 @@
 use k8s_openapi::api::core::v1::Secret;
 
 use crate::builders::Instance;
+use crate::refusal::{AuthMode, auth_mode};
 use crate::status::Blocker;
 
 /// One Secret the server needs, and the keys it must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretNeed {
-    /// `Database`, `Tls` or `Jwks`: the prefix of the condition reasons.
+    /// `Database`, `Tls`, `ClientCa` or `Jwks`: the prefix of the condition reasons.
     pub purpose: &'static str,
     pub name: String,
     pub keys: Vec<String>,
@@ -32,12 +33,19 @@ pub fn secret_needs(instance: &Instance) -> Vec<SecretNeed> {
             name: tls.secret_name.clone(),
             keys: vec!["tls.crt".into(), "tls.key".into()],
         });
+        if let Some(ca) = &tls.client_ca_secret_ref {
+            needs.push(SecretNeed {
+                purpose: "ClientCa",
+                name: ca.name.clone(),
+                keys: vec![ca.key.clone()],
+            });
+        }
     }
-    if let Some(auth) = &spec.auth {
+    if let Ok(AuthMode::Tokens { jwks, .. }) = auth_mode(spec) {
         needs.push(SecretNeed {
             purpose: "Jwks",
-            name: auth.jwks_secret_ref.name.clone(),
-            keys: vec![auth.jwks_secret_ref.key.clone()],
+            name: jwks.name.clone(),
+            keys: vec![jwks.key.clone()],
         });
     }
     needs
@@ -89,14 +97,38 @@ mod tests {
     }
 
     fn reason(blocker: Option<Blocker>) -> Option<String> {
-        blocker.map(|Blocker::Secret { reason, .. }| reason)
+        blocker.map(|b| b.reason().to_string())
     }
 
     #[test]
-    fn the_database_secret_is_always_needed() {
+    fn the_database_secret_is_always_needed_and_the_key_set_with_tokens() {
         let needs = secret_needs(&instance(1));
-        assert_eq!(needs.len(), 1);
-        assert_eq!(needs[0].name, "prefs-db");
+        let names: Vec<_> = needs.iter().map(|n| (n.purpose, n.name.as_str())).collect();
+        assert_eq!(names, [("Database", "prefs-db"), ("Jwks", "prefs-jwks")]);
+    }
+
+    #[test]
+    fn mutual_tls_needs_the_client_ca_key() {
+        let mut instance = instance(1);
+        instance.spec.tls = Some(crate::crd::TlsSpec {
+            secret_name: "prefs-tls".into(),
+            client_ca_secret_ref: Some(crate::crd::SecretKeyRef {
+                name: "clients".into(),
+                key: "ca.crt".into(),
+            }),
+        });
+        let ca = secret_needs(&instance)
+            .into_iter()
+            .find(|n| n.purpose == "ClientCa")
+            .unwrap();
+        assert_eq!(
+            (ca.name.as_str(), ca.keys.as_slice()),
+            ("clients", &["ca.crt".to_string()][..])
+        );
+        assert_eq!(
+            reason(check("apps", &ca, None)).as_deref(),
+            Some("ClientCaSecretMissing")
+        );
     }
 
     #[test]

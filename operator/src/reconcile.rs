@@ -2,28 +2,35 @@
 //! apply its children, run or await its migrations, and write its status.
 //!
 //! Order matters and is the design:
-//! 1. Secrets are checked first; a missing one blocks the migration Job
+//! 1. A refused spec (no authentication asked for) and a child's name held
+//!    by an object this resource does not control stop everything: nothing
+//!    is written but the status, so nothing insecure runs and nothing of
+//!    someone else's is taken over.
+//! 2. Secrets are checked next; a missing one blocks the migration Job
 //!    (it would fail) and is reported as `Degraded`.
-//! 2. ServiceAccount, ConfigMap, Service and the PodDisruptionBudget are
-//!    always applied; they are harmless without pods.
-//! 3. The migration Job of the spec's image is created once and never
+//! 3. ServiceAccount, ConfigMap, NetworkPolicy, Service and the
+//!    PodDisruptionBudget are applied; they are harmless without pods.
+//! 4. The migration Job of the spec's image is created once and never
 //!    re-applied (a Job's template is immutable; the finished Job is the
 //!    record). Until it succeeds the Deployment keeps the last migrated
 //!    image, so old pods keep serving and new ones wait for their schema.
-//! 4. The status is written only when it changed, and Events are published
+//! 5. The status is written only when it changed, and Events are published
 //!    for the transitions.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::{Span, field, instrument, warn};
 
@@ -33,6 +40,7 @@ use crate::context::Context;
 use crate::crd::{SettingsSync, SettingsSyncStatus};
 use crate::events::transitions;
 use crate::preflight::{check, secret_needs};
+use crate::refusal::auth_mode;
 use crate::status::{Blocker, Migration, Observed, compute};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,42 +85,27 @@ async fn reconcile_inner(obj: &SettingsSync, ctx: &Context) -> Result<Action, Er
     span.record("name", instance.name.as_str());
     let client = ctx.client.clone();
     let ns = instance.namespace.as_str();
-
-    let blocker = first_blocker(&Api::<Secret>::namespaced(client.clone(), ns), &instance).await?;
-
-    apply(
-        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
-        &builders::service_account(&instance),
-    )
-    .await?;
-    apply(
-        &Api::<ConfigMap>::namespaced(client.clone(), ns),
-        &builders::config_map(&instance),
-    )
-    .await?;
-    apply(
-        &Api::<Service>::namespaced(client.clone(), ns),
-        &builders::service(&instance),
-    )
-    .await?;
-    let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns);
-    match builders::pod_disruption_budget(&instance) {
-        Some(pdb) => drop(apply(&pdbs, &pdb).await?),
-        None => delete(&pdbs, &instance.name).await?,
-    }
-
-    let jobs = Api::<Job>::namespaced(client.clone(), ns);
-    let migration = migrate(&jobs, &instance, blocker.is_some()).await?;
     let previous = obj.status.as_ref();
-    let migrated_image = match migration {
-        Migration::Succeeded => Some(instance.spec.image.clone()),
-        _ => previous.and_then(|s| s.migrated_image.clone()),
+    let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
+
+    let blocker = match auth_mode(&instance.spec) {
+        Err(refusal) => Some(Blocker::Refused(refusal)),
+        Ok(_) => match names_taken(&client, &instance).await? {
+            taken if !taken.is_empty() => Some(Blocker::NamesTaken(taken)),
+            _ => first_blocker(&Api::<Secret>::namespaced(client.clone(), ns), &instance).await?,
+        },
     };
 
-    let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
-    let deployment = match &migrated_image {
-        Some(image) => Some(apply(&deployments, &builders::deployment(&instance, image)).await?),
-        None => get(&deployments, &instance.name).await?,
+    let (migration, migrated_image, deployment) = match &blocker {
+        // Nothing is written; only what is already ours is reported on.
+        Some(b) if b.stops_everything() => {
+            let ours = get(&deployments, &instance.name)
+                .await?
+                .filter(|d| instance.controls(&d.metadata));
+            let migrated = previous.and_then(|s| s.migrated_image.clone());
+            (Migration::Blocked, migrated, ours)
+        }
+        _ => apply_children(&client, &instance, previous, blocker.is_some()).await?,
     };
 
     let seen = Observed {
@@ -139,6 +132,94 @@ async fn reconcile_inner(obj: &SettingsSync, ctx: &Context) -> Result<Action, Er
     } else {
         ctx.timing.busy
     }))
+}
+
+/// Applies every child; the migration Job only when `secret_blocked` is
+/// false, and the Deployment only with an image whose migrations
+/// succeeded. Returns the migration's state, that image and the Deployment.
+async fn apply_children(
+    client: &Client,
+    instance: &Instance,
+    previous: Option<&SettingsSyncStatus>,
+    secret_blocked: bool,
+) -> Result<(Migration, Option<String>, Option<Deployment>), KubeError> {
+    let ns = instance.namespace.as_str();
+    apply(
+        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
+        &builders::service_account(instance),
+    )
+    .await?;
+    apply(
+        &Api::<ConfigMap>::namespaced(client.clone(), ns),
+        &builders::config_map(instance),
+    )
+    .await?;
+    apply(
+        &Api::<NetworkPolicy>::namespaced(client.clone(), ns),
+        &builders::network_policy(instance),
+    )
+    .await?;
+    apply(
+        &Api::<Service>::namespaced(client.clone(), ns),
+        &builders::service(instance),
+    )
+    .await?;
+    let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns);
+    match builders::pod_disruption_budget(instance) {
+        Some(pdb) => drop(apply(&pdbs, &pdb).await?),
+        None => delete(&pdbs, &instance.name).await?,
+    }
+
+    let jobs = Api::<Job>::namespaced(client.clone(), ns);
+    let migration = migrate(&jobs, instance, secret_blocked).await?;
+    let migrated_image = match migration {
+        Migration::Succeeded => Some(instance.spec.image.clone()),
+        _ => previous.and_then(|s| s.migrated_image.clone()),
+    };
+
+    let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
+    let deployment = match &migrated_image {
+        Some(image) => Some(apply(&deployments, &builders::deployment(instance, image)).await?),
+        None => get(&deployments, &instance.name).await?,
+    };
+    Ok((migration, migrated_image, deployment))
+}
+
+/// The children's names held by objects this instance does not control,
+/// as `Kind namespace/name`. Forced server-side apply would take such an
+/// object over, so the reconciler applies nothing while any exists.
+async fn names_taken(client: &Client, instance: &Instance) -> Result<Vec<String>, KubeError> {
+    let name = instance.name.as_str();
+    let taken = [
+        taken::<ServiceAccount>(client, instance, name).await?,
+        taken::<ConfigMap>(client, instance, &instance.config_map_name()).await?,
+        taken::<NetworkPolicy>(client, instance, name).await?,
+        taken::<Service>(client, instance, name).await?,
+        taken::<PodDisruptionBudget>(client, instance, name).await?,
+        taken::<Job>(client, instance, &builders::migration_job_name(instance)).await?,
+        taken::<Deployment>(client, instance, name).await?,
+    ];
+    Ok(taken.into_iter().flatten().collect())
+}
+
+/// `Kind namespace/name` when an object named `name` exists and this
+/// instance does not control it.
+async fn taken<K>(
+    client: &Client,
+    instance: &Instance,
+    name: &str,
+) -> Result<Option<String>, KubeError>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api = Api::<K>::namespaced(client.clone(), &instance.namespace);
+    let existing = get(&api, name).await?;
+    Ok(existing
+        .filter(|obj| !instance.controls(obj.meta()))
+        .map(|_| format!("{} {}/{name}", K::kind(&()), instance.namespace)))
 }
 
 /// The first problem with the referenced Secrets, if any.
@@ -183,7 +264,7 @@ async fn migrate(
                 name: selector.clone(),
                 source,
             })?;
-        for job in old {
+        for job in old.into_iter().filter(|j| instance.controls(&j.metadata)) {
             delete(jobs, &job.name_any()).await?;
         }
     }

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::Controller;
 use kube::runtime::events::Reporter;
@@ -135,6 +136,7 @@ async fn controller(
     let controller = owns::<ConfigMap>(controller, &client, namespace, &ours);
     let controller = owns::<ServiceAccount>(controller, &client, namespace, &ours);
     let controller = owns::<PodDisruptionBudget>(controller, &client, namespace, &ours);
+    let controller = owns::<NetworkPolicy>(controller, &client, namespace, &ours);
     info!(
         namespace = namespace.unwrap_or("<all>"),
         "reconciling SettingsSync resources"

@@ -1,24 +1,60 @@
 //! What the status says, as a pure function of what the reconciler saw.
 //!
-//! Three conditions, each with a reason a person can act on:
+//! Four conditions, each with a reason a person can act on:
 //! - `Available`: at least one replica is ready to serve.
 //! - `Progressing`: the cluster is moving toward the spec (a migration or
 //!   a rollout is under way).
-//! - `Degraded`: something needs a person: a missing Secret or key, a
-//!   failed migration, a stalled rollout.
+//! - `Degraded`: something needs a person: a refused spec, a child's name
+//!   taken by someone else's object, a missing Secret or key, a failed
+//!   migration, a stalled rollout.
+//! - `Insecure`: the server runs without authentication, as asked.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::builders::Instance;
+use crate::builders::{GRPC_PORT, Instance};
 use crate::crd::SettingsSyncStatus;
+use crate::refusal::{AuthMode, Refusal, auth_mode};
 
 /// A reason the server cannot run as asked, found before applying anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Blocker {
-    /// `reason` is e.g. `DatabaseSecretMissing`; `message` says what to create.
+    /// The spec is refused as it stands: nothing is applied.
+    Refused(Refusal),
+    /// Objects bearing children's names that this resource does not
+    /// control, as `Kind namespace/name`: nothing is applied, so none of
+    /// them is taken over.
+    NamesTaken(Vec<String>),
+    /// `reason` is e.g. `DatabaseSecretMissing`; `message` says what to
+    /// create. The children are applied; the migration waits.
     Secret { reason: String, message: String },
+}
+
+impl Blocker {
+    pub fn reason(&self) -> &str {
+        match self {
+            Blocker::Refused(refusal) => refusal.reason(),
+            Blocker::NamesTaken(_) => "NameTaken",
+            Blocker::Secret { reason, .. } => reason,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Blocker::Refused(refusal) => refusal.to_string(),
+            Blocker::NamesTaken(objects) => format!(
+                "{} already exist(s) without this SettingsSync as controller; the operator takes none of them over and applies nothing until they are deleted or renamed (or the SettingsSync is)",
+                objects.join(", ")
+            ),
+            Blocker::Secret { message, .. } => message.clone(),
+        }
+    }
+
+    /// Whether nothing at all may be applied (otherwise only the migration waits).
+    pub fn stops_everything(&self) -> bool {
+        !matches!(self, Blocker::Secret { .. })
+    }
 }
 
 /// Where this image's database migrations stand.
@@ -95,12 +131,13 @@ pub fn compute(
             format!("{ready} of {desired} replicas are ready"),
         )
     } else if seen.deployment.is_none() {
-        cond(
-            "Available",
-            false,
-            "DeploymentNotCreated",
-            "the Deployment is created once the database migrations have succeeded".into(),
-        )
+        let why = match &seen.blocker {
+            Some(b) if b.stops_everything() => {
+                "nothing is deployed until the problem Degraded names is fixed"
+            }
+            _ => "the Deployment is created once the database migrations have succeeded",
+        };
+        cond("Available", false, "DeploymentNotCreated", why.into())
     } else {
         cond(
             "Available",
@@ -111,9 +148,7 @@ pub fn compute(
     };
 
     let progressing = match (&seen.blocker, &seen.migration) {
-        (Some(Blocker::Secret { reason, message }), _) => {
-            cond("Progressing", false, reason, message.clone())
-        }
+        (Some(blocker), _) => cond("Progressing", false, blocker.reason(), blocker.message()),
         (None, Migration::Failed { .. }) => cond(
             "Progressing",
             false,
@@ -149,9 +184,7 @@ pub fn compute(
     };
 
     let degraded = match (&seen.blocker, &seen.migration, &stalled) {
-        (Some(Blocker::Secret { reason, message }), _, _) => {
-            cond("Degraded", true, reason, message.clone())
-        }
+        (Some(blocker), _, _) => cond("Degraded", true, blocker.reason(), blocker.message()),
         (None, Migration::Failed { message }, _) => cond(
             "Degraded",
             true,
@@ -164,7 +197,10 @@ pub fn compute(
         _ => cond("Degraded", false, "AsExpected", "no problems found".into()),
     };
 
-    let conditions = [available, progressing, degraded]
+    let held = seen.blocker.as_ref().is_some_and(Blocker::stops_everything);
+    let insecure = insecure(instance, held);
+
+    let conditions = [available, progressing, degraded, insecure]
         .into_iter()
         .map(|mut c| {
             c.observed_generation = seen.generation;
@@ -179,6 +215,33 @@ pub fn compute(
         endpoint: Some(instance.endpoint()),
         migrated_image: seen.migrated_image.clone(),
         conditions,
+    }
+}
+
+/// `Insecure` holds while a server is deployed without authentication, as
+/// the spec asked; `held`: a blocker keeps anything from being applied.
+fn insecure(instance: &Instance, held: bool) -> Condition {
+    match auth_mode(&instance.spec) {
+        Ok(AuthMode::Insecure) if !held => cond(
+            "Insecure",
+            true,
+            "InsecureNoAuth",
+            format!(
+                "auth.insecureNoAuth is set: any caller that can reach port {GRPC_PORT} may read and write every tenant's settings; only the NetworkPolicy limits who can"
+            ),
+        ),
+        Ok(AuthMode::Tokens { .. }) if !held => cond(
+            "Insecure",
+            false,
+            "TokensRequired",
+            "callers need a token signed by the key set in auth.jwksSecretRef".into(),
+        ),
+        _ => cond(
+            "Insecure",
+            false,
+            "NotDeployed",
+            "nothing is applied; see Degraded".into(),
+        ),
     }
 }
 
@@ -271,6 +334,69 @@ mod tests {
             ("True", "DatabaseSecretMissing")
         );
         assert_eq!(get(&status, "Available").reason, "DeploymentNotCreated");
+    }
+
+    #[test]
+    fn a_refused_spec_is_degraded_with_a_reason_naming_the_fix() {
+        let mut instance = instance(1);
+        instance.spec.auth = None;
+        let mut observed = seen(Migration::Blocked, None);
+        observed.blocker = Some(Blocker::Refused(Refusal::AuthenticationMissing));
+        let status = compute(&instance, &observed, None, at(1));
+        let degraded = get(&status, "Degraded");
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "AuthenticationMissing")
+        );
+        assert!(degraded.message.contains("auth.jwksSecretRef"));
+        assert_eq!(get(&status, "Progressing").status, "False");
+        let available = get(&status, "Available");
+        assert_eq!(available.reason, "DeploymentNotCreated");
+        assert!(available.message.contains("nothing is deployed"));
+        assert_eq!(get(&status, "Insecure").reason, "NotDeployed");
+    }
+
+    #[test]
+    fn a_taken_name_is_degraded_and_names_the_objects() {
+        let mut observed = seen(Migration::Blocked, None);
+        observed.blocker = Some(Blocker::NamesTaken(vec!["Service apps/prefs".into()]));
+        let status = compute(&instance(1), &observed, None, at(1));
+        let degraded = get(&status, "Degraded");
+        assert_eq!(degraded.reason, "NameTaken");
+        assert!(
+            degraded
+                .message
+                .starts_with("Service apps/prefs already exist")
+        );
+    }
+
+    #[test]
+    fn an_insecure_server_carries_the_insecure_condition() {
+        let mut insecure = instance(1);
+        insecure.spec.auth = Some(crate::crd::AuthSpec {
+            insecure_no_auth: true,
+            ..Default::default()
+        });
+        let d = deployment(1, 1);
+        let status = compute(
+            &insecure,
+            &seen(Migration::Succeeded, Some(&d)),
+            None,
+            at(1),
+        );
+        let condition = get(&status, "Insecure");
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_str()),
+            ("True", "InsecureNoAuth")
+        );
+        assert_eq!(get(&status, "Available").status, "True");
+        let secure = compute(
+            &instance(1),
+            &seen(Migration::Succeeded, Some(&d)),
+            None,
+            at(1),
+        );
+        assert_eq!(get(&secure, "Insecure").status, "False");
     }
 
     #[test]

@@ -73,6 +73,8 @@ fn the_chart_passes_strict_lint_with_default_and_full_values() {
             "--set",
             "instance.enabled=true",
             "--set",
+            "operator.scope=namespace",
+            "--set",
             "operator.watchNamespace=apps",
         ],
     ] {
@@ -170,10 +172,143 @@ fn rbac_grants_no_wildcards_and_only_get_on_secrets() {
     );
 }
 
+/// Renders with `sets` expecting failure; returns helm's output.
+fn refused(helm: &PathBuf, sets: &[&str]) -> String {
+    let chart = chart();
+    let mut args = vec!["template", "rel", chart.to_str().unwrap()];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let (ok, text) = run(helm, &args);
+    assert!(!ok, "{sets:?} was accepted");
+    text
+}
+
+#[test]
+fn the_namespace_scope_installs_nothing_cluster_wide_and_watches_the_release_namespace() {
+    let Some(helm) = helm() else { return };
+    let docs = render(&helm, &["operator.scope=namespace"]);
+    assert!(find(&docs, "ClusterRole").is_empty());
+    assert!(find(&docs, "ClusterRoleBinding").is_empty());
+    for role in find(&docs, "Role")
+        .into_iter()
+        .chain(find(&docs, "RoleBinding"))
+    {
+        assert_eq!(role["metadata"]["namespace"].as_str(), Some("ops"));
+    }
+    let deployment = find(&docs, "Deployment")[0];
+    let env =
+        serde_yaml::to_string(&deployment["spec"]["template"]["spec"]["containers"][0]["env"])
+            .unwrap();
+    assert!(
+        env.contains("name: SETTINGS_SYNC_OPERATOR_WATCH_NAMESPACE\n  value: ops"),
+        "{env}"
+    );
+}
+
+#[test]
+fn a_watched_namespace_needs_the_namespace_scope() {
+    let Some(helm) = helm() else { return };
+    let text = refused(&helm, &["operator.watchNamespace=apps"]);
+    assert!(text.contains("operator.scope=namespace"), "{text}");
+    let text = refused(&helm, &["operator.scope=everywhere"]);
+    assert!(
+        text.contains("values don't meet the specifications of the schema"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_operator_pods_admit_only_their_http_port_from_their_namespace() {
+    let Some(helm) = helm() else { return };
+    let docs = render(&helm, &[]);
+    let policy = find(&docs, "NetworkPolicy")[0];
+    let spec = serde_json::to_value(&policy["spec"]).unwrap();
+    assert_eq!(
+        spec["podSelector"]["matchLabels"],
+        serde_json::json!({"app.kubernetes.io/name": "settings-sync-operator", "app.kubernetes.io/instance": "rel"})
+    );
+    assert_eq!(spec["policyTypes"], serde_json::json!(["Ingress"]));
+    assert_eq!(
+        spec["ingress"],
+        serde_json::json!([{"ports": [{"port": 8080, "protocol": "TCP"}], "from": [{"podSelector": {}}]}])
+    );
+    let docs = render(
+        &helm,
+        &["operator.networkPolicy.from[0].namespaceSelector.matchLabels.team=monitoring"],
+    );
+    let spec = serde_json::to_value(&find(&docs, "NetworkPolicy")[0]["spec"]).unwrap();
+    assert_eq!(
+        spec["ingress"][0]["from"],
+        serde_json::json!([{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}])
+    );
+    let docs = render(&helm, &["operator.networkPolicy.enabled=false"]);
+    assert!(find(&docs, "NetworkPolicy").is_empty());
+}
+
+#[test]
+fn rbac_lets_the_operator_apply_network_policies() {
+    let Some(helm) = helm() else { return };
+    let docs = render(&helm, &[]);
+    let role = find(&docs, "ClusterRole")[0];
+    let rules = serde_json::to_value(&role["rules"]).unwrap();
+    let rule = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resources"] == serde_json::json!(["networkpolicies"]))
+        .expect("a rule for networkpolicies");
+    assert_eq!(rule["apiGroups"], serde_json::json!(["networking.k8s.io"]));
+    assert_eq!(
+        rule["verbs"],
+        serde_json::json!(["get", "list", "watch", "create", "patch"])
+    );
+}
+
+#[test]
+fn an_instance_needs_authentication_settings() {
+    let Some(helm) = helm() else { return };
+    for sets in [
+        vec!["instance.enabled=true", "instance.spec.auth=null"],
+        vec![
+            "instance.enabled=true",
+            "instance.spec.auth.insecureNoAuth=true",
+        ],
+    ] {
+        let text = refused(&helm, &sets);
+        assert!(
+            text.contains("values don't meet the specifications of the schema"),
+            "{sets:?}: {text}"
+        );
+    }
+    let docs = render(
+        &helm,
+        &[
+            "instance.enabled=true",
+            "instance.spec.auth.jwksSecretRef=null",
+            "instance.spec.auth.insecureNoAuth=true",
+        ],
+    );
+    let instance = find(&docs, "SettingsSync")[0];
+    assert_eq!(
+        instance["spec"]["auth"]["insecureNoAuth"].as_bool(),
+        Some(true)
+    );
+    let docs = render(&helm, &["instance.enabled=true"]);
+    let instance = find(&docs, "SettingsSync")[0];
+    assert_eq!(
+        instance["spec"]["auth"]["jwksSecretRef"]["name"].as_str(),
+        Some("settings-sync-jwks")
+    );
+}
+
 #[test]
 fn a_watched_namespace_turns_the_cluster_role_into_a_role_there() {
     let Some(helm) = helm() else { return };
-    let docs = render(&helm, &["operator.watchNamespace=apps"]);
+    let docs = render(
+        &helm,
+        &["operator.scope=namespace", "operator.watchNamespace=apps"],
+    );
     assert!(find(&docs, "ClusterRole").is_empty());
     let namespaces: Vec<_> = find(&docs, "Role")
         .iter()
@@ -210,14 +345,20 @@ fn helm_test_checks_the_operator_and_with_an_instance_its_grpc_health() {
         Some("test")
     );
     let containers = pod["spec"]["containers"].as_sequence().unwrap();
-    assert!(
-        serde_yaml::to_string(&containers[0])
-            .unwrap()
-            .contains("/readyz")
+    // Each component checks itself from its own image: nothing else to pull.
+    let operator = &containers[0];
+    assert_eq!(
+        operator["image"].as_str(),
+        Some("settings-sync-operator:0.1.0")
     );
-    assert!(
-        serde_yaml::to_string(&containers[1])
-            .unwrap()
-            .contains("settings-sync.ops.svc:50051")
+    assert_eq!(
+        serde_yaml::to_string(&operator["args"]).unwrap(),
+        "- probe\n- http://$(REL_SETTINGS_SYNC_OPERATOR_SERVICE_HOST):$(REL_SETTINGS_SYNC_OPERATOR_SERVICE_PORT)/readyz\n"
+    );
+    let server = &containers[1];
+    assert_eq!(server["image"].as_str(), Some("settings-sync:0.1.0"));
+    assert_eq!(
+        serde_yaml::to_string(&server["args"]).unwrap(),
+        "- health\n- --server\n- http://$(SETTINGS_SYNC_SERVICE_HOST):$(SETTINGS_SYNC_SERVICE_PORT)\n"
     );
 }

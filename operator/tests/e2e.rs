@@ -1,7 +1,9 @@
 //! The operator against a real API server: the chart installed with helm,
 //! two operator processes electing a leader, a SettingsSync reconciled into
 //! its children, migrations gating the Deployment, status and Events,
-//! a broken Secret, fail-over, and garbage collection on delete.
+//! a broken Secret, fail-over, and garbage collection on delete; and the
+//! secure defaults: no server without authentication unless asked for,
+//! NetworkPolicies, and no takeover of objects the operator does not own.
 //!
 //! Skipped (with a message) unless SETTINGS_SYNC_E2E_K8S is set; run it
 //! with `scripts/operator-e2e.sh`.
@@ -16,6 +18,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -30,26 +33,41 @@ const APPS: &str = "apps";
 const OPERATOR: &str = "rel-settings-sync-operator";
 
 fn spec(replicas: i32, image: &str) -> SettingsSyncSpec {
-    serde_json::from_value(json!({
+    spec_with_auth(
+        replicas,
+        image,
+        json!({"jwksSecretRef": {"name": "prefs-jwks", "key": "jwks.json"}}),
+    )
+}
+
+fn spec_with_auth(replicas: i32, image: &str, auth: serde_json::Value) -> SettingsSyncSpec {
+    let mut spec = json!({
         "replicas": replicas,
         "image": image,
         "database": {"urlSecretRef": {"name": "prefs-db", "key": "url"}},
-    }))
-    .expect("a valid spec")
+    });
+    if !auth.is_null() {
+        spec["auth"] = auth;
+    }
+    serde_json::from_value(spec).expect("a valid spec")
 }
 
-fn db_secret() -> Secret {
+fn secret(name: &str, key: &str, value: &[u8]) -> Secret {
     Secret {
         metadata: kube::api::ObjectMeta {
-            name: Some("prefs-db".into()),
+            name: Some(name.into()),
             ..Default::default()
         },
         data: Some(BTreeMap::from([(
-            "url".to_string(),
-            ByteString(b"postgres://u:p@db:5432/settings".to_vec()),
+            key.to_string(),
+            ByteString(value.to_vec()),
         )])),
         ..Secret::default()
     }
+}
+
+fn db_secret() -> Secret {
+    secret("prefs-db", "url", b"postgres://u:p@db:5432/settings")
 }
 
 async fn get<K>(api: &Api<K>, name: &str) -> Option<K>
@@ -75,11 +93,19 @@ async fn wait_condition(
     status: &str,
     reason: &str,
 ) -> SettingsSync {
+    wait_condition_of(api, "prefs", type_, status, reason).await
+}
+
+async fn wait_condition_of(
+    api: &Api<SettingsSync>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> SettingsSync {
     let want = Some((status.to_string(), reason.to_string()));
-    eventually(&format!("{type_}={status} ({reason})"), || async {
-        get(api, "prefs")
-            .await
-            .filter(|o| condition(o, type_) == want)
+    eventually(&format!("{name}: {type_}={status} ({reason})"), || async {
+        get(api, name).await.filter(|o| condition(o, type_) == want)
     })
     .await
 }
@@ -134,6 +160,14 @@ async fn metric(port: u16, line: &str) -> Option<()> {
 }
 
 async fn event_reasons(client: &Client) -> Vec<String> {
+    events_of(client, "prefs")
+        .await
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+async fn events_of(client: &Client, name: &str) -> Vec<Event> {
     let events: Api<Event> = Api::namespaced(client.clone(), APPS);
     let list = events
         .list(&ListParams::default())
@@ -141,9 +175,228 @@ async fn event_reasons(client: &Client) -> Vec<String> {
         .expect("events list");
     list.items
         .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("prefs"))
-        .filter_map(|e| e.reason)
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .collect()
+}
+
+/// The names of the objects of kind `K` in the apps namespace.
+async fn names<K>(client: &Client) -> Vec<String>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), APPS);
+    let list = api
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("a list");
+    list.items.into_iter().map(|o| o.name_any()).collect()
+}
+
+/// Every object named after `name` (as the operator names children), of
+/// every kind the operator creates.
+async fn children_of(client: &Client, name: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let kinds = [
+        ("ServiceAccount", names::<ServiceAccount>(client).await),
+        ("ConfigMap", names::<ConfigMap>(client).await),
+        ("Service", names::<Service>(client).await),
+        ("NetworkPolicy", names::<NetworkPolicy>(client).await),
+        (
+            "PodDisruptionBudget",
+            names::<PodDisruptionBudget>(client).await,
+        ),
+        ("Job", names::<Job>(client).await),
+        ("Deployment", names::<Deployment>(client).await),
+    ];
+    for (kind, names) in kinds {
+        for n in names
+            .into_iter()
+            .filter(|n| n == name || n.starts_with(&format!("{name}-")))
+        {
+            found.push(format!("{kind} {n}"));
+        }
+    }
+    found
+}
+
+/// The secure defaults, on resources of their own beside "prefs".
+async fn secure_by_default(admin: &Client, start: std::time::Instant) {
+    let resources: Api<SettingsSync> = Api::namespaced(admin.clone(), APPS);
+
+    // Without `auth`: refused, with the fix in the message; nothing made.
+    let open = SettingsSync::new(
+        "no-auth",
+        spec_with_auth(1, "img:1", serde_json::Value::Null),
+    );
+    resources
+        .create(&PostParams::default(), &open)
+        .await
+        .expect("created");
+    let obj = wait_condition_of(
+        &resources,
+        "no-auth",
+        "Degraded",
+        "True",
+        "AuthenticationMissing",
+    )
+    .await;
+    let degraded = obj
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert!(
+        degraded.message.contains("insecureNoAuth"),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(children_of(admin, "no-auth").await, Vec::<String>::new());
+    eventually("an AuthenticationMissing Warning", || async {
+        events_of(admin, "no-auth")
+            .await
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("AuthenticationMissing")
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .then_some(())
+    })
+    .await;
+    step(
+        start,
+        "a resource without auth is Degraded and nothing is created",
+    );
+
+    // The API server refuses a contradictory `auth` outright.
+    let both = SettingsSync::new(
+        "both",
+        spec_with_auth(
+            1,
+            "img:1",
+            json!({"insecureNoAuth": true, "jwksSecretRef": {"name": "j", "key": "k"}}),
+        ),
+    );
+    let refused = resources.create(&PostParams::default(), &both).await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(s)) if s.code == 422 && s.message.contains("exactly one")),
+        "a contradictory auth was accepted: {refused:?}"
+    );
+
+    // Asked for explicitly: it runs, marked Insecure, with a Warning Event.
+    let insecure = SettingsSync::new(
+        "open",
+        spec_with_auth(1, "img:1", json!({"insecureNoAuth": true})),
+    );
+    resources
+        .create(&PostParams::default(), &insecure)
+        .await
+        .expect("created");
+    wait_condition_of(&resources, "open", "Insecure", "True", "InsecureNoAuth").await;
+    let cm = eventually("open's ConfigMap", || async {
+        get(
+            &Api::<ConfigMap>::namespaced(admin.clone(), APPS),
+            "open-config",
+        )
+        .await
+    })
+    .await;
+    assert_eq!(cm.data.unwrap()["SETTINGS_SYNC_INSECURE_NO_AUTH"], "true");
+    let jobs: Api<Job> = Api::namespaced(admin.clone(), APPS);
+    let job = eventually("open's migration Job", || async {
+        let list = jobs
+            .list(&ListParams::default().labels("app.kubernetes.io/instance=open"))
+            .await
+            .ok()?;
+        list.items.into_iter().next()
+    })
+    .await;
+    complete_job(&jobs, &job.name_any()).await;
+    eventually("open's Deployment", || async {
+        get(&Api::<Deployment>::namespaced(admin.clone(), APPS), "open").await
+    })
+    .await;
+    eventually("an InsecureNoAuth Warning", || async {
+        events_of(admin, "open")
+            .await
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("InsecureNoAuth")
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .then_some(())
+    })
+    .await;
+    step(
+        start,
+        "an explicitly insecure resource runs, marked Insecure, with a Warning",
+    );
+
+    // A Service that happens to bear the name: left alone and reported.
+    let services: Api<Service> = Api::namespaced(admin.clone(), APPS);
+    let foreign: Service = serde_json::from_value(json!({
+        "metadata": {"name": "taken", "labels": {"team": "other"}},
+        "spec": {"selector": {"app": "other"}, "ports": [{"name": "web", "port": 80}]},
+    }))
+    .expect("a Service");
+    let foreign = services
+        .create(&PostParams::default(), &foreign)
+        .await
+        .expect("created");
+    let taken = SettingsSync::new("taken", spec(1, "img:1"));
+    resources
+        .create(&PostParams::default(), &taken)
+        .await
+        .expect("created");
+    let obj = wait_condition_of(&resources, "taken", "Degraded", "True", "NameTaken").await;
+    let degraded = obj
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert!(
+        degraded.message.contains("Service apps/taken"),
+        "{}",
+        degraded.message
+    );
+    let after = get(&services, "taken")
+        .await
+        .expect("the Service is still there");
+    assert_eq!(
+        after.metadata.resource_version, foreign.metadata.resource_version,
+        "the Service was written"
+    );
+    assert!(after.metadata.owner_references.is_none());
+    assert_eq!(children_of(admin, "taken").await, ["Service taken"]);
+    // Once the name is free, the resource gets its children.
+    services
+        .delete("taken", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    let svc = eventually("taken's own Service", || async {
+        get(&services, "taken")
+            .await
+            .filter(|s| s.metadata.owner_references.is_some())
+    })
+    .await;
+    assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, 50051);
+    step(
+        start,
+        "a foreign Service was left alone and reported; the resource recovered once it went",
+    );
+
+    for name in ["no-auth", "open", "taken"] {
+        resources
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("deleted");
+    }
 }
 
 /// Prints how far the scenario got and when, so a slow or failing step
@@ -169,6 +422,22 @@ async fn the_operator_runs_a_settings_sync_on_a_real_api_server() {
     let out = cluster.helm(&["install", "rel", chart, "-n", OPS, "--create-namespace"]);
     assert!(out.contains("STATUS: deployed"), "{out}");
     cluster.start_garbage_collector();
+    // The chart's NetworkPolicy: only the operator's HTTP port, from its namespace.
+    let policy = get(
+        &Api::<NetworkPolicy>::namespaced(admin.clone(), OPS),
+        OPERATOR,
+    )
+    .await
+    .expect("the operator's NetworkPolicy");
+    let policy = serde_json::to_value(policy.spec.unwrap()).unwrap();
+    assert_eq!(
+        policy["podSelector"]["matchLabels"],
+        json!({"app.kubernetes.io/name": "settings-sync-operator", "app.kubernetes.io/instance": "rel"})
+    );
+    assert_eq!(
+        policy["ingress"],
+        json!([{"ports": [{"port": 8080, "protocol": "TCP"}], "from": [{"podSelector": {}}]}])
+    );
 
     step(start, "chart installed; starting two operators");
     // Two replicas, one Lease: the first one leads, the second stands by.
@@ -212,6 +481,13 @@ async fn the_operator_runs_a_settings_sync_on_a_real_api_server() {
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), APPS);
     secrets
         .create(&PostParams::default(), &db_secret())
+        .await
+        .expect("secret");
+    secrets
+        .create(
+            &PostParams::default(),
+            &secret("prefs-jwks", "jwks.json", br#"{"keys":[]}"#),
+        )
         .await
         .expect("secret");
 
@@ -274,9 +550,32 @@ async fn the_operator_runs_a_settings_sync_on_a_real_api_server() {
         get(&pdbs, "prefs").await
     })
     .await;
-    for child in [sa.meta(), cm.meta(), svc.meta(), pdb.meta()] {
+    let policy = get(
+        &Api::<NetworkPolicy>::namespaced(admin.clone(), APPS),
+        "prefs",
+    )
+    .await
+    .expect("network policy");
+    for child in [sa.meta(), cm.meta(), svc.meta(), pdb.meta(), policy.meta()] {
         assert_owned_by(child, &created);
     }
+    // Ingress to prefs' pods: the gRPC port, from its own namespace only.
+    let policy = serde_json::to_value(policy.spec.unwrap()).unwrap();
+    assert_eq!(
+        policy["podSelector"]["matchLabels"],
+        json!({"app.kubernetes.io/name": "settings-sync", "app.kubernetes.io/instance": "prefs"})
+    );
+    assert_eq!(policy["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        policy["ingress"],
+        json!([{"ports": [{"port": 50051, "protocol": "TCP"}], "from": [{"podSelector": {}}]}])
+    );
+    let cm_data = cm.data.clone().unwrap();
+    assert_eq!(
+        cm_data["SETTINGS_SYNC_JWKS_FILE"],
+        "/etc/settings-sync/auth/jwks.json"
+    );
+    assert!(!cm_data.contains_key("SETTINGS_SYNC_INSECURE_NO_AUTH"));
     let obj = wait_condition(&resources, "Progressing", "True", "MigrationRunning").await;
     assert_eq!(
         condition(&obj, "Available"),
@@ -326,6 +625,7 @@ async fn the_operator_runs_a_settings_sync_on_a_real_api_server() {
     .await;
 
     step(start, "Available; events and metrics seen");
+    secure_by_default(&admin, start).await;
     // Fail-over: the leader stops; the standby takes the Lease and acts.
     let code = op_a.terminate().await;
     assert!(code.success(), "op-a exited with {code}");

@@ -37,6 +37,14 @@ fn not_found() -> Response<Body> {
 /// `secret` as its data), and every write succeeds, answering with the
 /// object written (as server-side apply does).
 fn fake_api(secret: Option<Value>) -> (Client, Arc<Mutex<Vec<Seen>>>) {
+    fake_api_with(secret, vec![])
+}
+
+/// Like `fake_api`, with `existing` objects answered at their paths.
+fn fake_api_with(
+    secret: Option<Value>,
+    existing: Vec<(&'static str, Value)>,
+) -> (Client, Arc<Mutex<Vec<Seen>>>) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
@@ -51,7 +59,11 @@ fn fake_api(secret: Option<Value>) -> (Client, Arc<Mutex<Vec<Seen>>>) {
                 body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             });
             let reading = matches!(parts.method, Method::GET | Method::DELETE);
+            let found = existing.iter().find(|(p, _)| *p == path).map(|(_, o)| o);
             let response = match &secret {
+                _ if parts.method == Method::GET && found.is_some() => {
+                    Response::new(Body::from(serde_json::to_vec(found.unwrap()).unwrap()))
+                }
                 Some(data) if reading && path.ends_with("/secrets/prefs-db") => {
                     let secret = json!({"apiVersion": "v1", "kind": "Secret",
                         "metadata": {"name": "prefs-db", "namespace": "apps"}, "data": data});
@@ -86,14 +98,134 @@ fn context(client: Client) -> Arc<Context> {
     Arc::new(Context::new(client, reporter, metrics, timing))
 }
 
+/// An explicitly insecure resource: no key-set Secret to script.
 fn resource() -> Arc<SettingsSync> {
-    let obj: SettingsSync = serde_json::from_value(json!({
+    resource_with_auth(json!({"insecureNoAuth": true}))
+}
+
+fn resource_with_auth(auth: Value) -> Arc<SettingsSync> {
+    let mut obj = json!({
         "apiVersion": "settingssync.dev/v1alpha1", "kind": "SettingsSync",
         "metadata": {"name": "prefs", "namespace": "apps", "uid": "u-1", "generation": 2},
         "spec": {"image": "settings-sync:1", "database": {"urlSecretRef": {"name": "prefs-db", "key": "url"}}},
-    }))
-    .unwrap();
-    Arc::new(obj)
+    });
+    if !auth.is_null() {
+        obj["spec"]["auth"] = auth;
+    }
+    Arc::new(serde_json::from_value(obj).unwrap())
+}
+
+/// Writes other than the resource's status and Events.
+fn child_writes(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .filter(|s| s.method != Method::GET)
+        .filter(|s| !s.path.ends_with("/settingssyncs/prefs/status") && !s.path.contains("/events"))
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect()
+}
+
+fn condition(seen: &[Seen], type_: &str) -> Value {
+    let status = seen
+        .iter()
+        .find(|s| s.path.ends_with("/settingssyncs/prefs/status"))
+        .expect("the status was written");
+    status.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .cloned()
+        .unwrap()
+}
+
+fn warnings(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .filter(|s| s.method == Method::POST && s.path.contains("/events"))
+        .filter(|s| s.body["type"] == "Warning")
+        .map(|s| s.body["reason"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+const DB: &str = "cG9zdGdyZXM6Ly94"; // "postgres://x", base64 as Secret data is
+
+#[tokio::test]
+async fn a_resource_without_auth_is_refused_and_nothing_but_its_status_is_written() {
+    let (client, seen) = fake_api(Some(json!({"url": DB})));
+    reconcile(resource_with_auth(Value::Null), context(client))
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(child_writes(&seen), Vec::<String>::new());
+    let degraded = condition(&seen, "Degraded");
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "AuthenticationMissing");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .unwrap()
+            .contains("auth.insecureNoAuth: true")
+    );
+    assert_eq!(warnings(&seen), ["AuthenticationMissing"]);
+}
+
+#[tokio::test]
+async fn an_explicitly_insecure_resource_runs_marked_insecure_with_a_warning() {
+    let (client, seen) = fake_api(Some(json!({"url": DB})));
+    reconcile(resource(), context(client)).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert!(writes_to(&seen, "/jobs/prefs-migrate-") == 1, "{seen:#?}");
+    let insecure = condition(&seen, "Insecure");
+    assert_eq!(
+        (&insecure["status"], &insecure["reason"]),
+        (&json!("True"), &json!("InsecureNoAuth"))
+    );
+    assert_eq!(condition(&seen, "Degraded")["status"], "False");
+    assert_eq!(warnings(&seen), ["InsecureNoAuth"]);
+}
+
+fn service(owner_uid: Option<&str>) -> Value {
+    let mut svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "prefs", "namespace": "apps", "resourceVersion": "7"},
+        "spec": {"ports": [{"port": 80}]}});
+    if let Some(uid) = owner_uid {
+        svc["metadata"]["ownerReferences"] = json!([{"apiVersion": "settingssync.dev/v1alpha1",
+            "kind": "SettingsSync", "name": "prefs", "uid": uid, "controller": true}]);
+    }
+    svc
+}
+
+#[tokio::test]
+async fn a_foreign_object_with_a_childs_name_is_reported_and_nothing_is_applied() {
+    for foreign in [service(None), service(Some("someone-else"))] {
+        let existing = vec![("/api/v1/namespaces/apps/services/prefs", foreign)];
+        let (client, seen) = fake_api_with(Some(json!({"url": DB})), existing);
+        reconcile(resource(), context(client)).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(child_writes(&seen), Vec::<String>::new());
+        let degraded = condition(&seen, "Degraded");
+        assert_eq!(degraded["reason"], "NameTaken");
+        assert!(
+            degraded["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Service apps/prefs ")
+        );
+        assert_eq!(warnings(&seen), ["NameTaken"]);
+    }
+}
+
+#[tokio::test]
+async fn an_object_the_resource_controls_is_applied_as_usual() {
+    let existing = vec![(
+        "/api/v1/namespaces/apps/services/prefs",
+        service(Some("u-1")),
+    )];
+    let (client, seen) = fake_api_with(Some(json!({"url": DB})), existing);
+    reconcile(resource(), context(client)).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(writes_to(&seen, "/services/prefs"), 1);
+    assert_eq!(writes_to(&seen, "/networkpolicies/prefs"), 1);
+    assert_eq!(condition(&seen, "Degraded")["status"], "False");
 }
 
 fn writes_to(seen: &[Seen], resource: &str) -> usize {

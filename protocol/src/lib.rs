@@ -11,9 +11,12 @@
 //! - [`merge`]: the backend's merge and its decision.
 //! - [`replica`]: the client half: local edits and the adopt rule.
 //! - [`contains`]: JSON containment, the filter of the `Query` read.
+//! - [`fields`]: the opt-in per-field mode: patches, per-field stamps and
+//!   their merge (the rules; the API carries them in a later release).
 
 pub mod contains;
 pub mod document;
+pub mod fields;
 pub mod key;
 pub mod merge;
 pub mod replica;

@@ -75,6 +75,14 @@ pub enum MergeError {
         "stamp {0} is already stored with different content; a writer id must be fresh per client incarnation"
     )]
     ConflictingContent(Stamp),
+    /// A whole-document write from a caller that is not a per-field client,
+    /// to a document that holds a patch. Such a caller re-sends what it
+    /// adopted, and on a field-merged document that echo would re-stamp
+    /// older fields (docs/protocol.md, "Per-field merge").
+    #[error(
+        "the document holds per-field edits; only a per-field client may write it (see \"Per-field merge\" in docs/protocol.md)"
+    )]
+    FieldMerged,
     #[error("clock {incoming} is more than {max_jump} ahead of the stored clock {stored}")]
     ClockJump {
         incoming: Clock,

@@ -3,8 +3,14 @@
 //! Values are kept as parsed JSON so that two spellings of the same object
 //! (key order, white space) are the same value; `canonical()` is the one text
 //! form stores and the wire use.
+//!
+//! Parsing also brings a value to the form both stores keep and give back
+//! alike: PostgreSQL's `jsonb` can not hold U+0000 in a string, so such a
+//! value is refused as bad input for every store; and it prints numbers
+//! without an exponent and has no negative zero, so a float it would give
+//! back in another form takes that form here (see [`normalize`]).
 
-use serde_json::Map;
+use serde_json::{Map, Number};
 
 /// A settings document's content. `None` is a tombstone: a delete that
 /// merges like any other write.
@@ -39,6 +45,8 @@ pub enum ValueError {
     NotJson(String),
     #[error("value must be a JSON object or null, got {0}")]
     NotAnObject(&'static str),
+    #[error("value must not contain the character U+0000 (\\u0000) in a string or key")]
+    NulCharacter,
 }
 
 impl Value {
@@ -59,9 +67,32 @@ impl Value {
                 max: limits.max_depth,
             });
         }
-        let parsed: serde_json::Value =
+        let mut parsed: serde_json::Value =
             serde_json::from_str(text).map_err(|e| ValueError::NotJson(e.to_string()))?;
+        normalize(&mut parsed)?;
         Self::from_json(parsed)
+    }
+
+    /// Parses the JSON text of one top-level field's value (any JSON value),
+    /// held to what the field adds to its document: `limits.max_bytes` for
+    /// the text, and one level less of nesting than a whole document has.
+    pub fn parse_field(text: &str, limits: ValueLimits) -> Result<serde_json::Value, ValueError> {
+        if text.len() > limits.max_bytes {
+            return Err(ValueError::TooLarge {
+                size: text.len(),
+                max: limits.max_bytes,
+            });
+        }
+        let max = limits.max_depth.saturating_sub(1);
+        if nesting_depth(text) > max {
+            return Err(ValueError::TooDeep {
+                max: limits.max_depth,
+            });
+        }
+        let mut parsed: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ValueError::NotJson(e.to_string()))?;
+        normalize(&mut parsed)?;
+        Ok(parsed)
     }
 
     /// A value from already-parsed JSON (a store row, a test). Not limit-checked.
@@ -108,6 +139,59 @@ fn kind(json: &serde_json::Value) -> &'static str {
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
     }
+}
+
+/// Refuses what a store can not keep and rewrites what one would give back
+/// in another form. Recursion is bounded: the depth was checked on the text.
+fn normalize(json: &mut serde_json::Value) -> Result<(), ValueError> {
+    match json {
+        serde_json::Value::String(s) if s.contains('\0') => Err(ValueError::NulCharacter),
+        serde_json::Value::Number(n) => {
+            if let Some(number) = as_postgres_gives_back(n) {
+                *n = number;
+            }
+            Ok(())
+        }
+        serde_json::Value::Array(items) => items.iter_mut().try_for_each(normalize),
+        serde_json::Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                return Err(ValueError::NulCharacter);
+            }
+            map.values_mut().try_for_each(normalize)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The number a float comes back as from PostgreSQL, where that differs.
+/// serde_json writes a float of 1e16 or more with an exponent (`1e17`,
+/// `1.152921504606847e18`); `numeric` keeps that decimal and prints it in
+/// full (`1152921504606847000`), which parses back as an integer when it
+/// fits u64 or i64. And `numeric` has no negative zero.
+fn as_postgres_gives_back(n: &Number) -> Option<Number> {
+    let x = n.as_f64().filter(|_| n.is_f64())?;
+    if x == 0.0 && x.is_sign_negative() {
+        return Number::from_f64(0.0);
+    }
+    if x.abs() < 1e16 {
+        return None;
+    }
+    let digits = without_exponent(&n.to_string())?;
+    digits
+        .parse::<u64>()
+        .map(Number::from)
+        .or_else(|_| digits.parse::<i64>().map(Number::from))
+        .ok()
+}
+
+/// `-1.5e17` as `-150000000000000000`; `None` unless the text is an
+/// integer written with a positive exponent.
+fn without_exponent(text: &str) -> Option<String> {
+    let (mantissa, exponent) = text.split_once(['e', 'E'])?;
+    let exponent: usize = exponent.trim_start_matches('+').parse().ok()?;
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let zeros = exponent.checked_sub(fraction.len())?;
+    Some(format!("{whole}{fraction}{}", "0".repeat(zeros)))
 }
 
 /// Deepest bracket nesting in JSON text, skipping brackets inside strings.
@@ -212,6 +296,49 @@ mod tests {
             Err(ValueError::TooDeep { max: 3 })
         );
         assert!(Value::parse(r#"{"a":{"b":{}}}"#, LIMITS).is_ok());
+    }
+
+    #[test]
+    fn a_nul_character_is_refused_in_strings_and_keys_at_any_depth() {
+        let limits = ValueLimits::default();
+        for text in [
+            r#"{"a":"\u0000"}"#,
+            r#"{"a":["x","b\u0000c"]}"#,
+            r#"{"a":{"\u0000":1}}"#,
+            r#"{"\u0000":null}"#,
+        ] {
+            assert_eq!(
+                Value::parse(text, limits),
+                Err(ValueError::NulCharacter),
+                "{text}"
+            );
+        }
+        assert!(Value::parse(r#"{"a":"\u0001"}"#, limits).is_ok());
+    }
+
+    #[test]
+    fn floats_come_back_as_postgres_gives_them_back() {
+        let limits = ValueLimits::default();
+        let canonical = |text: &str| Value::parse(text, limits).unwrap().canonical();
+        assert_eq!(canonical(r#"{"a":1e17}"#), r#"{"a":100000000000000000}"#);
+        assert_eq!(canonical(r#"{"a":-1e17}"#), r#"{"a":-100000000000000000}"#);
+        assert_eq!(
+            canonical(r#"{"a":1.152921504606847e18}"#),
+            r#"{"a":1152921504606847000}"#
+        );
+        // Below 1e16 a float keeps its decimal point; past u64 and i64 it
+        // stays a float, as PostgreSQL's text then parses back to one.
+        assert_eq!(canonical(r#"{"a":1e15}"#), r#"{"a":1000000000000000.0}"#);
+        assert_eq!(canonical(r#"{"a":2e19}"#), r#"{"a":2e+19}"#);
+        assert_eq!(canonical(r#"{"a":-1e19}"#), r#"{"a":-1e+19}"#);
+        assert_eq!(canonical(r#"{"a":[1.0,0.5]}"#), r#"{"a":[1.0,0.5]}"#);
+        assert_eq!(canonical(r#"{"a":[-0.0,-0]}"#), r#"{"a":[0.0,0.0]}"#);
+        // 2^60 is the float nearest to both; the decimal written is kept,
+        // as PostgreSQL keeps it.
+        assert_eq!(
+            canonical(r#"{"a":1152921504606846976.0}"#),
+            r#"{"a":1152921504606847000}"#
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@ use crate::feed::FeedConfig;
 #[command(
     name = "settings-sync",
     version,
-    about = "Keeps per-user settings documents consistent."
+    about = "Keeps per-user settings documents consistent.",
+    after_help = crate::cli::EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -31,11 +32,39 @@ pub enum Command {
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
     /// Print one document.
+    #[command(after_help = "Example:\n  settings-sync get acme alice alerts\n\n\
+        A missing document exits with code 3.")]
     Get(crate::cli::GetArgs),
     /// Write a document, as a client would, and print the outcome.
+    #[command(after_help = "Examples:\n  \
+        settings-sync put acme alice alerts '{\"airports\":[\"SEA\"]}'\n  \
+        settings-sync put acme alice alerts '{}' --clock 7 --writer my-tab")]
     Put(crate::cli::PutArgs),
+    /// Delete a document: write a tombstone, stamped like any write.
+    #[command(after_help = "Example:\n  settings-sync delete acme alice alerts\n\n\
+        Like put, it reads the stored stamp first and writes past it, unless \
+        --clock and --writer give the stamp.")]
+    Delete(crate::cli::DeleteArgs),
     /// List documents whose value contains a JSON fragment.
+    #[command(
+        after_help = "Example:\n  settings-sync query acme alerts '{\"airports\":[\"SEA\"]}'"
+    )]
     Query(crate::cli::QueryArgs),
+    /// Follow a tenant's changes: one JSON line per change on stdout,
+    /// progress on stderr.
+    #[command(after_help = "Examples:\n  \
+        settings-sync watch acme                       # changes from now on\n  \
+        settings-sync watch acme --owner alice --after-revision 41   # resume after revision 41\n\n\
+        A watcher that falls behind, or loses the server, exits with the \
+        revision to resume from on stderr.")]
+    Watch(crate::cli::WatchArgs),
+    /// Ask the server's gRPC health service whether it serves (exit 0), as
+    /// grpc-health-probe does.
+    #[command(
+        after_help = "Example:\n  settings-sync health --server http://prefs.apps.svc:50051\n\n\
+        Not serving, or unreachable, exits with code 6."
+    )]
+    Health(crate::cli::HealthArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -98,6 +127,11 @@ pub struct ServeArgs {
     /// Changes buffered per tenant for slow watchers before they are cut off.
     #[arg(long, env = "SETTINGS_SYNC_WATCH_BUFFER", default_value_t = 1024)]
     pub watch_buffer: usize,
+    /// Bytes of changes buffered per tenant for slow watchers before they
+    /// are cut off; also bounds a page of a watcher's replay (at least one
+    /// document of --max-document-bytes).
+    #[arg(long, env = "SETTINGS_SYNC_WATCH_BUFFER_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub watch_buffer_bytes: usize,
     /// PostgreSQL: how long a batch of Syncs (or Gets) may wait for more
     /// requests while other batches run, in microseconds. 0: none; batches
     /// still form from the requests that queue while others run.
@@ -125,6 +159,15 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub shutdown_grace_seconds: u64,
+    /// A browser origin (`scheme://host[:port]`) allowed to call over
+    /// gRPC-Web; repeat for more (env: comma-separated). None by default:
+    /// no page may call until its origin is listed.
+    #[arg(
+        long = "cors-allowed-origin",
+        env = "SETTINGS_SYNC_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_allowed_origins: Vec<String>,
     #[command(flatten)]
     pub trace: crate::telemetry::TraceArgs,
     #[command(flatten)]
@@ -164,7 +207,8 @@ impl ServeArgs {
             poll: Duration::from_millis(self.watch_poll_ms.max(1)),
             progress: Duration::from_millis(self.watch_progress_ms.max(1)),
             buffer: self.watch_buffer.max(1),
-            batch: 500,
+            buffer_bytes: self.watch_buffer_bytes,
+            batch: FeedConfig::batch_for(self.watch_buffer_bytes, self.max_document_bytes),
         }
     }
 
@@ -174,8 +218,11 @@ impl ServeArgs {
             max: self.batch_max,
             in_flight: self.batch_in_flight.max(1),
             gets: self.batch_gets,
-            ..Default::default()
         }
+    }
+
+    pub fn allowed_origins(&self) -> Result<crate::cors::AllowedOrigins, crate::cors::OriginError> {
+        crate::cors::AllowedOrigins::parse(&self.cors_allowed_origins)
     }
 
     pub fn change_retention(&self) -> Duration {

@@ -6,13 +6,18 @@
 //! event says which range of revisions it covers, so a watcher that sees a
 //! range starting past its own position reads the gap from the store first:
 //! nothing is skipped, whatever the timing of subscriptions.
+//!
+//! A feed keeps its recent events for its slowest watcher in a ring bounded
+//! in events and in bytes; a watcher whose next event was dropped from the
+//! ring is told it lagged and resumes from the store. So a stalled watcher
+//! pins at most the ring, whatever the size of the documents.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use settings_sync_protocol::{Document, Id};
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::store::{DocumentStore, StoreError};
@@ -26,8 +31,19 @@ pub struct FeedConfig {
     /// Events a feed buffers for its slowest watcher before that watcher is
     /// cut off (it resumes from its last revision).
     pub buffer: usize,
-    /// Changes read from the store per query.
+    /// Bytes of changes a feed buffers for its slowest watcher, likewise.
+    pub buffer_bytes: usize,
+    /// Changes read from the store per query (so per event, and per page
+    /// of a watcher's replay).
     pub batch: usize,
+}
+
+impl FeedConfig {
+    /// Changes per page such that a page of the largest documents fits in
+    /// `buffer_bytes`: a replay holds one page at a time.
+    pub fn batch_for(buffer_bytes: usize, max_document_bytes: usize) -> usize {
+        (buffer_bytes / max_document_bytes.max(1)).clamp(1, 500)
+    }
 }
 
 /// What a feed broadcasts: every change of the tenant with a revision in
@@ -39,9 +55,102 @@ pub struct FeedEvent {
     pub changes: Arc<[Document]>,
 }
 
+impl FeedEvent {
+    /// What the event's changes weigh, about as the wire carries them.
+    fn bytes(&self) -> usize {
+        self.changes.iter().map(change_bytes).sum()
+    }
+}
+
+fn change_bytes(document: &Document) -> usize {
+    const FIXED: usize = 64; // clock, revision, time, and the vectors' headers
+    let key = &document.key;
+    let ids = key.tenant.as_str().len() + key.owner.as_str().len() + key.name.as_str().len();
+    let writer = document.state.stamp.writer.as_str().len();
+    FIXED + ids + writer + document.state.value.canonical().len()
+}
+
+/// The events a feed still holds, numbered from `first`.
+#[derive(Default)]
+struct Ring {
+    events: VecDeque<(Arc<FeedEvent>, usize)>,
+    first: u64,
+    bytes: usize,
+}
+
+struct Shared {
+    ring: Mutex<Ring>,
+    /// Bumped on every event, to wake the watchers.
+    published: watch::Sender<u64>,
+    max_events: usize,
+    max_bytes: usize,
+}
+
+impl Shared {
+    fn ring(&self) -> MutexGuard<'_, Ring> {
+        self.ring
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn publish(&self, event: FeedEvent) {
+        let bytes = event.bytes();
+        let mut ring = self.ring();
+        ring.events.push_back((Arc::new(event), bytes));
+        ring.bytes += bytes;
+        // The newest event stays even when it alone is over the budget.
+        while ring.events.len() > self.max_events
+            || (ring.bytes > self.max_bytes && ring.events.len() > 1)
+        {
+            let (_, dropped) = ring.events.pop_front().expect("not empty");
+            ring.bytes -= dropped;
+            ring.first += 1;
+        }
+        let next = ring.first + ring.events.len() as u64;
+        drop(ring);
+        self.published.send_replace(next);
+    }
+}
+
+/// A watcher fell so far behind that the events it had not read yet were
+/// dropped: it must read from the store again.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Lagged;
+
+/// One watcher's place in its tenant's feed.
+pub struct Subscription {
+    _feed: Arc<Feed>,
+    shared: Arc<Shared>,
+    published: watch::Receiver<u64>,
+    next: u64,
+}
+
+impl Subscription {
+    /// The next event, waiting for one if need be.
+    pub async fn recv(&mut self) -> Result<Arc<FeedEvent>, Lagged> {
+        loop {
+            // Marked seen before looking, so an event published after the
+            // look wakes the wait below.
+            self.published.borrow_and_update();
+            {
+                let ring = self.shared.ring();
+                if self.next < ring.first {
+                    return Err(Lagged);
+                }
+                if let Some((event, _)) = ring.events.get((self.next - ring.first) as usize) {
+                    self.next += 1;
+                    return Ok(event.clone());
+                }
+            }
+            // The sender lives in `shared`, which we hold: never closed.
+            let _ = self.published.changed().await;
+        }
+    }
+}
+
 /// Keeps a tenant's polling task alive while any watcher holds it.
 pub struct Feed {
-    sender: broadcast::Sender<FeedEvent>,
+    shared: Arc<Shared>,
     task: AbortHandle,
 }
 
@@ -70,38 +179,60 @@ impl<S: DocumentStore> FeedHub<S> {
         self.config
     }
 
-    /// Joins (starting if needed) the tenant's feed. Hold the `Arc<Feed>`
-    /// as long as the receiver is used.
-    pub fn subscribe(&self, tenant: &Id) -> (Arc<Feed>, broadcast::Receiver<FeedEvent>) {
+    /// Joins (starting if needed) the tenant's feed: the subscription
+    /// receives every event published from now on.
+    pub fn subscribe(&self, tenant: &Id) -> Subscription {
         let mut feeds = self
             .feeds
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(feed) = feeds.get(tenant).and_then(Weak::upgrade) {
-            let receiver = feed.sender.subscribe();
-            return (feed, receiver);
+        let feed = match feeds.get(tenant).and_then(Weak::upgrade) {
+            Some(feed) => feed,
+            None => {
+                feeds.retain(|_, feed| feed.strong_count() > 0);
+                let feed = self.start(tenant);
+                feeds.insert(tenant.clone(), Arc::downgrade(&feed));
+                feed
+            }
+        };
+        let shared = feed.shared.clone();
+        let published = shared.published.subscribe();
+        let next = {
+            let ring = shared.ring();
+            ring.first + ring.events.len() as u64
+        };
+        Subscription {
+            _feed: feed,
+            shared,
+            published,
+            next,
         }
-        feeds.retain(|_, feed| feed.strong_count() > 0);
-        let (sender, receiver) = broadcast::channel(self.config.buffer.max(1));
+    }
+
+    fn start(&self, tenant: &Id) -> Arc<Feed> {
+        let shared = Arc::new(Shared {
+            ring: Mutex::new(Ring::default()),
+            published: watch::channel(0).0,
+            max_events: self.config.buffer.max(1),
+            max_bytes: self.config.buffer_bytes,
+        });
         let task = tokio::spawn(poll(
             self.store.clone(),
             tenant.clone(),
-            sender.clone(),
+            shared.clone(),
             self.config,
         ));
-        let feed = Arc::new(Feed {
-            sender,
+        Arc::new(Feed {
+            shared,
             task: task.abort_handle(),
-        });
-        feeds.insert(tenant.clone(), Arc::downgrade(&feed));
-        (feed, receiver)
+        })
     }
 }
 
 async fn poll<S: DocumentStore>(
     store: Arc<S>,
     tenant: Id,
-    sender: broadcast::Sender<FeedEvent>,
+    shared: Arc<Shared>,
     config: FeedConfig,
 ) {
     let mut cursor = loop {
@@ -119,7 +250,7 @@ async fn poll<S: DocumentStore>(
             Ok(changes) if !changes.is_empty() => {
                 let full = changes.len() == config.batch;
                 let upto = changes.last().map_or(cursor, |c| c.revision);
-                let _ = sender.send(FeedEvent {
+                shared.publish(FeedEvent {
                     after: cursor,
                     upto,
                     changes: changes.into(),
@@ -131,7 +262,7 @@ async fn poll<S: DocumentStore>(
                 }
             }
             Ok(_) if quiet_since.elapsed() >= config.progress => {
-                let _ = sender.send(FeedEvent {
+                shared.publish(FeedEvent {
                     after: cursor,
                     upto: cursor,
                     changes: Arc::new([]),

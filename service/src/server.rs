@@ -20,9 +20,10 @@ use tonic_health::server::HealthReporter;
 use crate::api::SyncApi;
 use crate::auth::{AuthArgs, Authenticated, Authenticator, TokenVerifier};
 use crate::config::ServeArgs;
+use crate::cors::{AllowedOrigins, CorsLayer};
 use crate::feed::FeedHub;
 use crate::limits::{RateLimiter, WatchSlots};
-use crate::store::{DocumentStore, PostgresStore, SqliteStore};
+use crate::store::{Database, DocumentStore, PostgresStore};
 use crate::telemetry::RpcTrace;
 use crate::telemetry::db::DbSystem;
 use crate::telemetry::metrics;
@@ -40,32 +41,34 @@ pub struct Application {
     compaction_task: JoinHandle<()>,
     grace: Duration,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    origins: AllowedOrigins,
 }
 
 impl Application {
-    /// Opens the store (migrating unless told not to) and binds the port.
+    /// Opens the store and binds the port. PostgreSQL is migrated unless
+    /// `--skip-migrations`; an embedded database always is.
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
-        let url = args.database.url();
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let store = PostgresStore::connect_lazy(&url, args.database.db_pool_size)?
-                .with_batching(args.batch_config());
-            metrics::observe_pool(store.pool(), DbSystem::Postgresql);
-            if !args.skip_migrations {
-                store
-                    .migrate()
-                    .await
-                    .context("migrating the PostgreSQL database")?;
+        let pool_size = args.database.db_pool_size;
+        match Database::parse(&args.database.url())? {
+            Database::Postgres { url } => {
+                let store = PostgresStore::connect_lazy(&url, pool_size)?
+                    .with_batching(args.batch_config());
+                metrics::observe_pool(store.pool(), DbSystem::Postgresql);
+                if !args.skip_migrations {
+                    store
+                        .migrate()
+                        .await
+                        .context("migrating the PostgreSQL database")?;
+                }
+                Self::with_store(store, args).await
             }
-            Self::with_store(store, args).await
-        } else if let Some(path) = url.strip_prefix("sqlite://") {
-            create_parent_dir(path)?;
-            let store = SqliteStore::open(&url, args.database.db_pool_size)
-                .await
-                .with_context(|| format!("opening the SQLite database {path}"))?;
-            metrics::observe_pool(store.pool(), DbSystem::Sqlite);
-            Self::with_store(store, args).await
-        } else {
-            anyhow::bail!("--database-url must start with postgres://, postgresql:// or sqlite://")
+            sqlite @ Database::Sqlite { .. } => {
+                let store = sqlite.open_sqlite(pool_size).await.with_context(|| {
+                    format!("opening the SQLite database {}", args.database.url())
+                })?;
+                metrics::observe_pool(store.pool(), DbSystem::Sqlite);
+                Self::with_store(store, args).await
+            }
         }
     }
 
@@ -73,6 +76,9 @@ impl Application {
     pub async fn with_store<S: DocumentStore>(store: S, args: &ServeArgs) -> anyhow::Result<Self> {
         let verifier = token_verifier(&args.auth)?;
         let tls = args.tls.acceptor().context("setting up TLS")?;
+        let origins = args
+            .allowed_origins()
+            .context("reading --cors-allowed-origin")?;
         let store = Arc::new(store);
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_service_status("", ServingStatus::Serving).await;
@@ -112,6 +118,7 @@ impl Application {
             compaction_task,
             grace: args.shutdown_grace(),
             tls,
+            origins,
         })
     }
 
@@ -134,6 +141,7 @@ impl Application {
             compaction_task,
             grace,
             tls,
+            origins,
         } = self;
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
@@ -152,7 +160,13 @@ impl Application {
             );
             let _ = stopping_tx.send(());
         };
-        let server = tonic::transport::Server::builder().add_routes(routes);
+        // gRPC-Web (browsers, HTTP/1.1 or 2) on the same port as gRPC; CORS
+        // outside it, so a preflight is answered before translation.
+        let server = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .layer(CorsLayer::new(origins))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .add_routes(routes);
         let serve: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = match tls {
             Some(acceptor) => Box::pin(server.serve_with_incoming_shutdown(
                 crate::tls::incoming(incoming(listener), acceptor),
@@ -246,16 +260,4 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)))
-}
-
-fn create_parent_dir(path: &str) -> anyhow::Result<()> {
-    let path = path.split('?').next().unwrap_or(path);
-    if let Some(parent) = std::path::Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    Ok(())
 }

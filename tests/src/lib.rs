@@ -4,20 +4,30 @@
 //! - [`postgres`]: a fresh, empty database per test in the cluster that
 //!   `scripts/postgres.sh` started (`SETTINGS_SYNC_TEST_DATABASE_URL`).
 //! - [`server`]: the real server over a real socket, against either store.
+//! - [`fixtures`]: small constructors (keys, stamps, writes, status checks).
 //! - [`otlp`]: an OTLP receiver that keeps the spans and metrics it is sent.
 //! - [`replicas`]: the server binary as separate processes (for `kill -9`).
 //! - [`cluster`]: a PostgreSQL cluster of a test's own (for restarts).
 //! - [`proxy`]: a TCP proxy that cuts connections on demand.
 //! - [`load`]: concurrent clients recording a history of every call.
 //! - [`linearizable`]: checks such a history and that nothing acknowledged was lost.
+//! - [`watchers`]: Watch streams that record what they see.
 //! - [`tokens`]: bearer JWTs for servers started with `--jwt-secret-file`.
+//! - [`grpc_web`]: gRPC-Web calls over HTTP/1.1, as a browser makes them.
 //! - [`certs`]: CAs, server and client certificates made at test time; TLS channels.
+//!
+//! The convergence property tests:
+//! - [`sequences`]: random sequences of browser events, printed as a story.
+//! - [`browsers`]: simulated browsers, and the planted bugs they must catch.
+//! - [`causal`]: causal bookkeeping and the checks of the properties.
+//! - [`simulation`]: runs a sequence against real servers, under proptest.
 
 pub mod browsers;
 pub mod causal;
 pub mod certs;
 pub mod cluster;
 pub mod fixtures;
+pub mod grpc_web;
 pub mod linearizable;
 pub mod load;
 pub mod otlp;

@@ -1,9 +1,12 @@
 //! A real OTLP/gRPC receiver in the test process: the collector's trace and
 //! metrics services from `opentelemetry-proto`, served by tonic on a free
 //! loopback port, keeping everything it is sent for the test to inspect.
+//! The `otlp-sink` binary serves the same receiver on a given address and
+//! appends every span to a file as a JSON line (for the pods' end to end).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +39,8 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 struct Received {
     spans: Mutex<Vec<Span>>,
     /// `service.name` of every resource that sent spans.
-    services: Mutex<Vec<String>>,
+    /// Distinct: the exporter may split what it sends into several batches.
+    services: Mutex<BTreeSet<String>>,
     metrics: Mutex<Vec<Metric>>,
 }
 
@@ -45,6 +49,34 @@ struct Collector {
     received: Arc<Received>,
     /// Bumped on every export, so waiters wake instead of polling a clock.
     arrivals: watch::Sender<u64>,
+    /// Where every span is also appended as a JSON line, if anywhere.
+    sink: Option<Arc<Mutex<std::fs::File>>>,
+}
+
+/// A span's attributes by key, each rendered as text.
+fn attributes_text(span: &Span) -> BTreeMap<String, String> {
+    span.attributes
+        .iter()
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                kv.value.as_ref().map(text).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// One span as a JSON line: its service, name, kind and attributes as text.
+fn span_line(service: &str, span: &Span) -> String {
+    let attributes = attributes_text(span);
+    serde_json::json!({
+        "service": service,
+        "name": span.name,
+        "kind": kind(span).as_str_name(),
+        "trace_id": hex(&span.trace_id),
+        "attributes": attributes,
+    })
+    .to_string()
 }
 
 #[tonic::async_trait]
@@ -58,10 +90,23 @@ impl TraceService for Collector {
                 .resource
                 .map(|r| r.attributes)
                 .unwrap_or_default();
-            if let Some(name) = find(&attributes, "service.name") {
-                self.received.services.lock().unwrap().push(name);
+            let service = find(&attributes, "service.name");
+            if let Some(name) = &service {
+                self.received.services.lock().unwrap().insert(name.clone());
             }
-            let spans = resource_spans.scope_spans.into_iter().flat_map(|s| s.spans);
+            let spans: Vec<_> = resource_spans
+                .scope_spans
+                .into_iter()
+                .flat_map(|s| s.spans)
+                .collect();
+            if let Some(sink) = &self.sink {
+                let mut file = sink.lock().unwrap();
+                for span in &spans {
+                    let line = span_line(service.as_deref().unwrap_or(""), span);
+                    writeln!(file, "{line}")
+                        .map_err(|e| Status::internal(format!("writing the span sink: {e}")))?;
+                }
+            }
             self.received.spans.lock().unwrap().extend(spans);
         }
         self.arrivals.send_modify(|n| *n += 1);
@@ -95,13 +140,23 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start_on(loopback, None)
             .await
-            .expect("binding the OTLP receiver");
-        let addr = listener.local_addr().expect("a bound address");
+            .expect("binding the OTLP receiver")
+    }
+
+    /// Serves on `addr`, appending every span to `sink` as a JSON line.
+    pub async fn start_on(
+        addr: SocketAddr,
+        sink: Option<std::fs::File>,
+    ) -> std::io::Result<Receiver> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let collector = Collector {
             received: Arc::default(),
             arrivals: watch::Sender::new(0),
+            sink: sink.map(|file| Arc::new(Mutex::new(file))),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tonic::transport::Server::builder()
@@ -111,11 +166,11 @@ impl Receiver {
                 let _ = stopped.await;
             });
         tokio::spawn(server);
-        Receiver {
+        Ok(Receiver {
             addr,
             collector,
             _stop: stop,
-        }
+        })
     }
 
     pub fn endpoint(&self) -> String {
@@ -126,8 +181,10 @@ impl Receiver {
         self.collector.received.spans.lock().unwrap().clone()
     }
 
+    /// The distinct `service.name`s of the resources that sent spans.
     pub fn services(&self) -> Vec<String> {
-        self.collector.received.services.lock().unwrap().clone()
+        let services = self.collector.received.services.lock().unwrap();
+        services.iter().cloned().collect()
     }
 
     /// Waits until `pick` finds what it looks for in the spans received so
@@ -238,16 +295,7 @@ fn render_span(spans: &[Span], span: &Span, depth: usize, out: &mut String) {
         hex(&span.span_id),
         hex(&span.parent_span_id),
     );
-    let attributes: BTreeMap<_, _> = span
-        .attributes
-        .iter()
-        .map(|kv| {
-            (
-                kv.key.clone(),
-                kv.value.as_ref().map(text).unwrap_or_default(),
-            )
-        })
-        .collect();
+    let attributes = attributes_text(span);
     for (key, value) in attributes {
         let _ = writeln!(out, "{pad}    {key} = {value}");
     }

@@ -49,3 +49,15 @@ runAsGroup: 65532
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/*
+The one namespace the operator reconciles, or "" for all of them
+(operator.scope=cluster).
+*/}}
+{{- define "settings-sync.watchNamespace" -}}
+{{- if eq .Values.operator.scope "namespace" -}}
+{{- default .Release.Namespace .Values.operator.watchNamespace -}}
+{{- else if .Values.operator.watchNamespace -}}
+{{- fail "operator.watchNamespace is used only with operator.scope=namespace" -}}
+{{- end -}}
+{{- end -}}

@@ -7,8 +7,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::pod::{JWKS_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
+use super::pod::{CLIENT_CA_FILE, JWKS_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use super::{GRPC_PORT, Instance, short_hash};
+use crate::refusal::{AuthMode, auth_mode};
+
+/// Requests per second per caller identity when the spec says nothing: a
+/// server the operator deploys is rate-limited unless told otherwise (the
+/// server alone defaults to no limit).
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: f64 = 100.0;
 
 pub fn config_map(instance: &Instance) -> ConfigMap {
     ConfigMap {
@@ -49,6 +55,27 @@ fn settings(instance: &Instance) -> BTreeMap<String, String> {
     if let Some(jump) = spec.limits.max_clock_jump {
         set("SETTINGS_SYNC_MAX_CLOCK_JUMP", jump.to_string());
     }
+    let rate = spec
+        .limits
+        .rate_limit_per_second
+        .unwrap_or(DEFAULT_RATE_LIMIT_PER_SECOND);
+    set("SETTINGS_SYNC_RATE_LIMIT_PER_SECOND", rate.to_string());
+    if let Some(burst) = spec.limits.rate_limit_burst {
+        set("SETTINGS_SYNC_RATE_LIMIT_BURST", burst.to_string());
+    }
+    if let Some(cap) = spec.limits.max_watch_streams_per_identity {
+        set(
+            "SETTINGS_SYNC_MAX_WATCH_STREAMS_PER_IDENTITY",
+            cap.to_string(),
+        );
+    }
+    if let Some(cors) = spec.cors.as_ref().filter(|c| !c.allowed_origins.is_empty()) {
+        // The server splits this variable on commas; origins have none.
+        set(
+            "SETTINGS_SYNC_CORS_ALLOWED_ORIGINS",
+            cors.allowed_origins.join(","),
+        );
+    }
     if let Some(filter) = &spec.log_filter {
         set("RUST_LOG", filter.clone());
     }
@@ -64,16 +91,29 @@ fn settings(instance: &Instance) -> BTreeMap<String, String> {
             set("OTEL_TRACES_SAMPLER_ARG", ratio.to_string());
         }
     }
-    if spec.tls.is_some() {
+    if let Some(tls) = &spec.tls {
         set("SETTINGS_SYNC_TLS_CERT_FILE", TLS_CERT_FILE.into());
         set("SETTINGS_SYNC_TLS_KEY_FILE", TLS_KEY_FILE.into());
+        if tls.client_ca_secret_ref.is_some() {
+            set("SETTINGS_SYNC_TLS_CLIENT_CA_FILE", CLIENT_CA_FILE.into());
+        }
     }
-    if spec.auth.is_some() {
-        set("SETTINGS_SYNC_JWKS_FILE", JWKS_FILE.into());
-    } else {
-        // The server refuses to start without authentication unless told
-        // so explicitly; a resource without `auth` asks for no auth.
-        set("SETTINGS_SYNC_INSECURE_NO_AUTH", "true".into());
+    match auth_mode(spec) {
+        Ok(AuthMode::Tokens {
+            issuer, audience, ..
+        }) => {
+            set("SETTINGS_SYNC_JWKS_FILE", JWKS_FILE.into());
+            if let Some(issuer) = issuer {
+                set("SETTINGS_SYNC_JWT_ISSUER", issuer.into());
+            }
+            if let Some(audience) = audience {
+                set("SETTINGS_SYNC_JWT_AUDIENCE", audience.into());
+            }
+        }
+        Ok(AuthMode::Insecure) => set("SETTINGS_SYNC_INSECURE_NO_AUTH", "true".into()),
+        // Never applied (the reconciler refuses such a spec); and a server
+        // given no authentication setting refuses to start anyway.
+        Err(_) => {}
     }
     env
 }
@@ -82,7 +122,7 @@ fn settings(instance: &Instance) -> BTreeMap<String, String> {
 mod tests {
     use super::super::fixtures::instance;
     use super::*;
-    use crate::crd::{AuthSpec, SecretKeyRef, TelemetrySpec, TlsSpec};
+    use crate::crd::{AuthSpec, CorsSpec, SecretKeyRef, TelemetrySpec, TlsSpec};
 
     fn data(instance: &Instance) -> BTreeMap<String, String> {
         config_map(instance).data.unwrap()
@@ -93,8 +133,85 @@ mod tests {
         let data = data(&instance(1));
         assert_eq!(data["SETTINGS_SYNC_LISTEN"], "0.0.0.0:50051");
         assert_eq!(data["SETTINGS_SYNC_SKIP_MIGRATIONS"], "true");
-        assert_eq!(data["SETTINGS_SYNC_INSECURE_NO_AUTH"], "true");
+        assert!(!data.contains_key("SETTINGS_SYNC_INSECURE_NO_AUTH"));
         assert!(!data.contains_key("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    }
+
+    fn with_auth(auth: Option<AuthSpec>) -> Instance {
+        let mut instance = instance(1);
+        instance.spec.auth = auth;
+        instance
+    }
+
+    #[test]
+    fn no_authentication_is_set_only_when_asked_for() {
+        let insecure = with_auth(Some(AuthSpec {
+            insecure_no_auth: true,
+            ..AuthSpec::default()
+        }));
+        let data = data(&insecure);
+        assert_eq!(data["SETTINGS_SYNC_INSECURE_NO_AUTH"], "true");
+        assert!(!data.contains_key("SETTINGS_SYNC_JWKS_FILE"));
+    }
+
+    #[test]
+    fn a_spec_without_auth_gets_no_authentication_setting_at_all() {
+        // The server then refuses to start: a second line of defence
+        // behind the reconciler's refusal.
+        let data = data(&with_auth(None));
+        for key in ["SETTINGS_SYNC_INSECURE_NO_AUTH", "SETTINGS_SYNC_JWKS_FILE"] {
+            assert!(!data.contains_key(key), "{key} set");
+        }
+    }
+
+    #[test]
+    fn issuer_and_audience_map_to_the_token_checks() {
+        let data = data(&with_auth(Some(AuthSpec {
+            jwks_secret_ref: Some(SecretKeyRef {
+                name: "jwks".into(),
+                key: "keys.json".into(),
+            }),
+            issuer: Some("https://idp.example".into()),
+            audience: Some("settings".into()),
+            insecure_no_auth: false,
+        })));
+        assert_eq!(data["SETTINGS_SYNC_JWKS_FILE"], JWKS_FILE);
+        assert_eq!(data["SETTINGS_SYNC_JWT_ISSUER"], "https://idp.example");
+        assert_eq!(data["SETTINGS_SYNC_JWT_AUDIENCE"], "settings");
+    }
+
+    #[test]
+    fn the_rate_limit_is_on_by_default_and_can_be_turned_off() {
+        let data_default = data(&instance(1));
+        assert_eq!(data_default["SETTINGS_SYNC_RATE_LIMIT_PER_SECOND"], "100");
+        let mut off = instance(1);
+        off.spec.limits.rate_limit_per_second = Some(0.0);
+        assert_eq!(data(&off)["SETTINGS_SYNC_RATE_LIMIT_PER_SECOND"], "0");
+    }
+
+    #[test]
+    fn rate_burst_and_watch_cap_map_to_the_server_flags() {
+        let mut instance = instance(1);
+        instance.spec.limits.rate_limit_per_second = Some(2.5);
+        instance.spec.limits.rate_limit_burst = Some(7);
+        instance.spec.limits.max_watch_streams_per_identity = Some(3);
+        let data = data(&instance);
+        assert_eq!(data["SETTINGS_SYNC_RATE_LIMIT_PER_SECOND"], "2.5");
+        assert_eq!(data["SETTINGS_SYNC_RATE_LIMIT_BURST"], "7");
+        assert_eq!(data["SETTINGS_SYNC_MAX_WATCH_STREAMS_PER_IDENTITY"], "3");
+    }
+
+    #[test]
+    fn cors_origins_are_one_comma_separated_variable() {
+        let mut instance = instance(1);
+        assert!(!data(&instance).contains_key("SETTINGS_SYNC_CORS_ALLOWED_ORIGINS"));
+        instance.spec.cors = Some(CorsSpec {
+            allowed_origins: vec!["https://app.example".into(), "http://localhost:3000".into()],
+        });
+        assert_eq!(
+            data(&instance)["SETTINGS_SYNC_CORS_ALLOWED_ORIGINS"],
+            "https://app.example,http://localhost:3000"
+        );
     }
 
     #[test]
@@ -129,18 +246,25 @@ mod tests {
         let mut instance = instance(1);
         instance.spec.tls = Some(TlsSpec {
             secret_name: "tls".into(),
+            client_ca_secret_ref: None,
         });
-        instance.spec.auth = Some(AuthSpec {
-            jwks_secret_ref: SecretKeyRef {
-                name: "jwks".into(),
-                key: "keys.json".into(),
-            },
+        let data_tls = data(&instance);
+        assert_eq!(data_tls["SETTINGS_SYNC_TLS_CERT_FILE"], TLS_CERT_FILE);
+        assert_eq!(data_tls["SETTINGS_SYNC_TLS_KEY_FILE"], TLS_KEY_FILE);
+        assert_eq!(data_tls["SETTINGS_SYNC_JWKS_FILE"], JWKS_FILE);
+        assert!(!data_tls.contains_key("SETTINGS_SYNC_TLS_CLIENT_CA_FILE"));
+        assert!(!data_tls.contains_key("SETTINGS_SYNC_INSECURE_NO_AUTH"));
+        instance.spec.tls = Some(TlsSpec {
+            secret_name: "tls".into(),
+            client_ca_secret_ref: Some(SecretKeyRef {
+                name: "clients".into(),
+                key: "ca.crt".into(),
+            }),
         });
-        let data = data(&instance);
-        assert_eq!(data["SETTINGS_SYNC_TLS_CERT_FILE"], TLS_CERT_FILE);
-        assert_eq!(data["SETTINGS_SYNC_TLS_KEY_FILE"], TLS_KEY_FILE);
-        assert_eq!(data["SETTINGS_SYNC_JWKS_FILE"], JWKS_FILE);
-        assert!(!data.contains_key("SETTINGS_SYNC_INSECURE_NO_AUTH"));
+        assert_eq!(
+            data(&instance)["SETTINGS_SYNC_TLS_CLIENT_CA_FILE"],
+            CLIENT_CA_FILE
+        );
     }
 
     #[test]

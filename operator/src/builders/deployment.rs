@@ -10,8 +10,8 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    ContainerPort, GRPCAction, PodTemplateSpec, Probe, ResourceRequirements, TCPSocketAction,
-    TopologySpreadConstraint,
+    ContainerPort, GRPCAction, Lifecycle, LifecycleHandler, PodTemplateSpec, Probe,
+    ResourceRequirements, SleepAction, TCPSocketAction, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -19,6 +19,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::pod::{container, pod_spec, server_volumes};
 use super::{CONFIG_HASH_ANNOTATION, GRPC_PORT, Instance, config_hash};
+
+/// Seconds a terminating server keeps serving before its SIGTERM.
+pub const PRE_STOP_SLEEP_SECONDS: i64 = 5;
 
 pub fn deployment(instance: &Instance, image: &str) -> Deployment {
     let labels = instance.labels("server");
@@ -44,11 +47,25 @@ pub fn deployment(instance: &Instance, image: &str) -> Deployment {
     server.startup_probe = Some(probe(tls, 2, 30));
     server.readiness_probe = Some(probe(tls, 5, 3));
     server.liveness_probe = Some(probe(tls, 10, 6));
+    // A terminating pod leaves the Service's endpoints a moment after the
+    // kubelet is told; until kube-proxy has caught up, new connections still
+    // reach it. Serving on for that moment, before SIGTERM stops the
+    // listener, keeps those connections from being refused.
+    server.lifecycle = Some(Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            sleep: Some(SleepAction {
+                seconds: PRE_STOP_SLEEP_SECONDS,
+            }),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
+    });
 
     let mut pod = pod_spec(instance, server, volumes);
     pod.topology_spread_constraints = Some(spread(instance));
-    // The server drains in-flight requests for up to 30 s after SIGTERM.
-    pod.termination_grace_period_seconds = Some(40);
+    // The pre-stop sleep, then the server drains in-flight requests for up
+    // to 30 s after SIGTERM.
+    pod.termination_grace_period_seconds = Some(40 + PRE_STOP_SLEEP_SECONDS);
 
     Deployment {
         metadata: instance.child_meta(instance.name.clone(), "server"),
@@ -195,10 +212,26 @@ mod tests {
         let mut instance = instance(1);
         instance.spec.tls = Some(TlsSpec {
             secret_name: "t".into(),
+            client_ca_secret_ref: None,
         });
         let d = deployment(&instance, "img");
         let readiness = pod(&d).containers[0].readiness_probe.clone().unwrap();
         assert!(readiness.grpc.is_none() && readiness.tcp_socket.is_some());
+    }
+
+    #[test]
+    fn a_terminating_pod_serves_on_until_the_service_forgets_it() {
+        let d = deployment(&instance(1), "img");
+        let pod = pod(&d);
+        let pre_stop = pod.containers[0]
+            .lifecycle
+            .clone()
+            .unwrap()
+            .pre_stop
+            .unwrap();
+        assert_eq!(pre_stop.sleep.unwrap().seconds, PRE_STOP_SLEEP_SECONDS);
+        // The sleep must not eat into the server's 30 s drain.
+        assert!(pod.termination_grace_period_seconds.unwrap() >= PRE_STOP_SLEEP_SECONDS + 30);
     }
 
     #[test]

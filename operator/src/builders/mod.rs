@@ -8,10 +8,12 @@
 //! - `deployment`  the server Deployment
 //! - `migration`   the once-per-image migration Job
 //! - `service`     Service, ServiceAccount and PodDisruptionBudget
+//! - `network_policy` who may reach the server pods
 
 mod config_map;
 mod deployment;
 mod migration;
+mod network_policy;
 mod pod;
 mod service;
 
@@ -26,6 +28,8 @@ use crate::crd::{SettingsSync, SettingsSyncSpec};
 pub use config_map::{config_hash, config_map};
 pub use deployment::deployment;
 pub use migration::{migration_hash, migration_job, migration_job_name};
+pub use network_policy::network_policy;
+pub use pod::{CLIENT_CA_FILE, JWKS_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 pub use service::{pod_disruption_budget, service, service_account};
 
 /// The gRPC port of the server: the container, the Service and the probes.
@@ -82,6 +86,13 @@ impl Instance {
         self.base_labels("server")
     }
 
+    /// Labels every pod of this instance carries, server or migration.
+    pub fn instance_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.base_labels("");
+        labels.remove("app.kubernetes.io/component");
+        labels
+    }
+
     /// Labels of every child: name, instance, component and manager.
     pub fn labels(&self, component: &str) -> BTreeMap<String, String> {
         let mut labels = self.base_labels(component);
@@ -107,6 +118,16 @@ impl Instance {
             owner_references: Some(vec![self.owner.clone()]),
             ..ObjectMeta::default()
         }
+    }
+
+    /// Whether `meta` is of an object this instance controls (its
+    /// controller owner reference). Anything else bearing a child's name is
+    /// someone else's, and the operator must not apply over it.
+    pub fn controls(&self, meta: &ObjectMeta) -> bool {
+        meta.owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.controller == Some(true) && r.uid == self.owner.uid)
     }
 
     pub fn config_map_name(&self) -> String {
@@ -138,7 +159,7 @@ fn short_hash(parts: &[&str]) -> String {
 #[cfg(test)]
 pub(crate) mod fixtures {
     use super::*;
-    use crate::crd::{DatabaseSpec, SecretKeyRef};
+    use crate::crd::{AuthSpec, DatabaseSpec, SecretKeyRef};
 
     /// A resource as the API server would return it.
     pub fn settings_sync(replicas: i32) -> SettingsSync {
@@ -159,7 +180,15 @@ pub(crate) mod fixtures {
                 telemetry: None,
                 limits: Default::default(),
                 tls: None,
-                auth: None,
+                auth: Some(AuthSpec {
+                    jwks_secret_ref: Some(SecretKeyRef {
+                        name: "prefs-jwks".into(),
+                        key: "jwks.json".into(),
+                    }),
+                    ..AuthSpec::default()
+                }),
+                network_policy: None,
+                cors: None,
                 resources: None,
                 node_selector: Default::default(),
                 tolerations: vec![],
@@ -203,6 +232,22 @@ mod tests {
             Instance::try_from(&obj).unwrap_err(),
             IncompleteResource("uid")
         );
+    }
+
+    #[test]
+    fn only_objects_with_this_instance_as_controller_are_its_own() {
+        let instance = instance(1);
+        let ours = instance.child_meta("prefs", "server");
+        assert!(instance.controls(&ours));
+        let mut unowned = ours.clone();
+        unowned.owner_references = None;
+        assert!(!instance.controls(&unowned));
+        let mut other = ours.clone();
+        other.owner_references.as_mut().unwrap()[0].uid = "another-uid".into();
+        assert!(!instance.controls(&other));
+        let mut not_controller = ours;
+        not_controller.owner_references.as_mut().unwrap()[0].controller = Some(false);
+        assert!(!instance.controls(&not_controller));
     }
 
     #[test]

@@ -10,12 +10,16 @@ use k8s_openapi::api::core::v1::{
 };
 
 use super::Instance;
+use crate::crd::SecretKeyRef;
+use crate::refusal::{AuthMode, auth_mode};
 
 pub const TLS_DIR: &str = "/etc/settings-sync/tls";
 pub const TLS_CERT_FILE: &str = "/etc/settings-sync/tls/tls.crt";
 pub const TLS_KEY_FILE: &str = "/etc/settings-sync/tls/tls.key";
 pub const AUTH_DIR: &str = "/etc/settings-sync/auth";
 pub const JWKS_FILE: &str = "/etc/settings-sync/auth/jwks.json";
+pub const CLIENT_CA_DIR: &str = "/etc/settings-sync/client-ca";
+pub const CLIENT_CA_FILE: &str = "/etc/settings-sync/client-ca/ca.crt";
 /// The non-root user of the distroless image (`nonroot`).
 const RUN_AS: i64 = 65532;
 
@@ -116,23 +120,31 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
 pub fn server_volumes(instance: &Instance) -> (Vec<Volume>, Vec<VolumeMount>) {
     let mut volumes = vec![empty_dir("tmp")];
     let mut mounts = vec![mount("tmp", "/tmp", false)];
+    let key_file = |name: &str, secret: &SecretKeyRef, file: &str, dir: &str| {
+        let item = KeyToPath {
+            key: secret.key.clone(),
+            path: file.into(),
+            mode: None,
+        };
+        (
+            secret_volume(name, &secret.name, Some(vec![item])),
+            mount(name, dir, true),
+        )
+    };
+    let mut keys = Vec::new();
     if let Some(tls) = &instance.spec.tls {
         volumes.push(secret_volume("tls", &tls.secret_name, None));
         mounts.push(mount("tls", TLS_DIR, true));
+        if let Some(ca) = &tls.client_ca_secret_ref {
+            keys.push(key_file("client-ca", ca, "ca.crt", CLIENT_CA_DIR));
+        }
     }
-    if let Some(auth) = &instance.spec.auth {
-        let item = KeyToPath {
-            key: auth.jwks_secret_ref.key.clone(),
-            path: "jwks.json".into(),
-            mode: None,
-        };
-        volumes.push(secret_volume(
-            "auth",
-            &auth.jwks_secret_ref.name,
-            Some(vec![item]),
-        ));
-        mounts.push(mount("auth", AUTH_DIR, true));
+    if let Ok(AuthMode::Tokens { jwks, .. }) = auth_mode(&instance.spec) {
+        keys.push(key_file("auth", jwks, "jwks.json", AUTH_DIR));
     }
+    let (key_volumes, key_mounts): (Vec<_>, Vec<_>) = keys.into_iter().unzip();
+    volumes.extend(key_volumes);
+    mounts.extend(key_mounts);
     (volumes, mounts)
 }
 
@@ -192,6 +204,7 @@ mod tests {
         let mut instance = instance(1);
         instance.spec.tls = Some(TlsSpec {
             secret_name: "prefs-tls".into(),
+            client_ca_secret_ref: None,
         });
         let (volumes, mounts) = server_volumes(&instance);
         let tls = volumes.iter().find(|v| v.name == "tls").unwrap();
@@ -201,6 +214,41 @@ mod tests {
         );
         let mount = mounts.iter().find(|m| m.name == "tls").unwrap();
         assert_eq!(mount.read_only, Some(true));
+    }
+
+    #[test]
+    fn the_client_ca_and_the_key_set_are_mounted_under_the_names_the_server_reads() {
+        let mut instance = instance(1);
+        instance.spec.tls = Some(TlsSpec {
+            secret_name: "prefs-tls".into(),
+            client_ca_secret_ref: Some(SecretKeyRef {
+                name: "clients".into(),
+                key: "bundle.pem".into(),
+            }),
+        });
+        let (volumes, mounts) = server_volumes(&instance);
+        let path_of = |volume: &str| {
+            let v = volumes.iter().find(|v| v.name == volume).unwrap();
+            let item = &v.secret.as_ref().unwrap().items.as_ref().unwrap()[0];
+            let m = mounts.iter().find(|m| m.name == volume).unwrap();
+            (item.key.clone(), format!("{}/{}", m.mount_path, item.path))
+        };
+        assert_eq!(
+            path_of("client-ca"),
+            ("bundle.pem".into(), CLIENT_CA_FILE.into())
+        );
+        assert_eq!(path_of("auth"), ("jwks.json".into(), JWKS_FILE.into()));
+    }
+
+    #[test]
+    fn an_insecure_server_mounts_no_key_set() {
+        let mut instance = instance(1);
+        instance.spec.auth = Some(crate::crd::AuthSpec {
+            insecure_no_auth: true,
+            ..Default::default()
+        });
+        let (volumes, _) = server_volumes(&instance);
+        assert!(volumes.iter().all(|v| v.name != "auth"));
     }
 
     #[test]

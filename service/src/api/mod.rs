@@ -3,26 +3,28 @@
 mod error;
 // Public so the fuzz targets run the very parsers the service uses.
 pub mod query;
+pub mod request;
 pub mod watch;
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use settings_sync_proto::convert::{parse_key, parse_write};
 use settings_sync_proto::v1;
 use settings_sync_proto::v1::settings_sync_server::SettingsSync;
-use settings_sync_protocol::{Decision, MergePolicy, ValueLimits};
+use settings_sync_protocol::{Decision, DocumentKey, MergePolicy, ValueLimits};
 use tonic::{Request, Response, Status};
 
-pub use error::ApiError;
+pub use error::{ApiError, Class};
+pub use request::{BatchKeys, FromRequest, RequestError, SyncCommand, SyncWrite};
 
 use crate::auth::{Access, AuthError, Caller, authorize};
 use crate::feed::FeedHub;
 use crate::limits::WatchSlots;
-use crate::store::DocumentStore;
+use crate::store::{DocumentStore, QuerySpec};
 use crate::telemetry::TraceSettings;
 use crate::telemetry::sync::SyncTrace;
+use watch::WatchSpec;
 
 /// Request limits the service enforces before touching the store.
 #[derive(Clone, Copy, Debug)]
@@ -93,13 +95,33 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
     ) -> Result<Response<v1::SyncResponse>, Status> {
         let mut trace = SyncTrace::start(&request);
         let caller = caller(&request).map_err(|e| trace.refused(e))?;
-        let request = request.into_inner();
-        let key = parse_key(request.key).map_err(|e| trace.refused(e.into()))?;
+        let SyncCommand { key, write } =
+            SyncCommand::from_request(request.into_inner(), &self.limits)
+                .map_err(|e| trace.refused(e.into()))?;
         trace.key(&key);
         authorize(&caller, Access::Sync(&key)).map_err(|e| trace.refused(e.into()))?;
-        let write = parse_write(&request.value_json, request.stamp, self.limits.value)
-            .map_err(|e| trace.refused(e.into()))?;
-        trace.incoming(&write.stamp);
+        trace.incoming(write.stamp());
+        let write = match write {
+            SyncWrite::Whole(write) => write,
+            SyncWrite::Fields(write) => {
+                let outcome = self
+                    .store
+                    .sync_fields(&key, &write, self.limits.merge)
+                    .await
+                    .map_err(|e| trace.refused(e.into()))?;
+                let report = outcome.report;
+                trace.decided_fields(report.decision, outcome.document.as_ref());
+                // Only an empty patch (a read) of a document never written.
+                let document = outcome.document.ok_or(ApiError::NotFound(key))?;
+                return Ok(Response::new(v1::SyncResponse {
+                    document: Some((&document).into()),
+                    decision: decision(report.decision).into(),
+                    field_decisions: (report.fields.into_iter())
+                        .map(|(name, d)| (name, decision(d).into()))
+                        .collect(),
+                }));
+            }
+        };
         let outcome = self
             .store
             .sync(&key, &write, self.limits.merge)
@@ -109,6 +131,7 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
         Ok(Response::new(v1::SyncResponse {
             document: Some((&outcome.document).into()),
             decision: decision(outcome.decision).into(),
+            field_decisions: Default::default(),
         }))
     }
 
@@ -117,10 +140,11 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
         request: Request<v1::GetRequest>,
     ) -> Result<Response<v1::GetResponse>, Status> {
         let caller = caller(&request)?;
-        let key = parse_key(request.into_inner().key).map_err(ApiError::from)?;
+        let key = DocumentKey::from_request(request.into_inner(), &self.limits)
+            .map_err(ApiError::from)?;
         authorize(&caller, Access::Get(&key)).map_err(ApiError::from)?;
         let document = self.store.get(&key).await.map_err(ApiError::from)?;
-        let document = document.ok_or_else(|| ApiError::NotFound(key.to_string()))?;
+        let document = document.ok_or(ApiError::NotFound(key))?;
         Ok(Response::new(v1::GetResponse {
             document: Some((&document).into()),
         }))
@@ -131,20 +155,8 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
         request: Request<v1::BatchGetRequest>,
     ) -> Result<Response<v1::BatchGetResponse>, Status> {
         let caller = caller(&request)?;
-        let keys = request.into_inner().keys;
-        if keys.len() > self.limits.max_batch_keys {
-            let message = format!(
-                "at most {} keys per BatchGet, got {}",
-                self.limits.max_batch_keys,
-                keys.len()
-            );
-            return Err(ApiError::BadRequest(message).into());
-        }
-        let keys = keys
-            .into_iter()
-            .map(|k| parse_key(Some(k)))
-            .collect::<Result<Vec<_>, _>>();
-        let keys = keys.map_err(ApiError::from)?;
+        let BatchKeys(keys) =
+            BatchKeys::from_request(request.into_inner(), &self.limits).map_err(ApiError::from)?;
         authorize(&caller, Access::BatchGet(&keys)).map_err(ApiError::from)?;
         let found = self.store.batch_get(&keys).await.map_err(ApiError::from)?;
         let missing = keys
@@ -163,7 +175,8 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
         request: Request<v1::QueryRequest>,
     ) -> Result<Response<v1::QueryResponse>, Status> {
         let caller = caller(&request)?;
-        let spec = query::parse(request.into_inner(), self.limits.value)?;
+        let spec =
+            QuerySpec::from_request(request.into_inner(), &self.limits).map_err(ApiError::from)?;
         let access = Access::Query {
             tenant: &spec.tenant,
         };
@@ -187,7 +200,8 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let trace = TraceSettings::of(&request);
         let caller = caller(&request)?;
-        let spec = watch::parse(request.into_inner())?;
+        let spec =
+            WatchSpec::from_request(request.into_inner(), &self.limits).map_err(ApiError::from)?;
         trace.record_watch(&spec.tenant, spec.owner.as_ref(), spec.name.as_ref());
         let access = Access::Watch {
             tenant: &spec.tenant,

@@ -3,51 +3,42 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use settings_sync_proto::v1;
-use settings_sync_protocol::{Id, Value, ValueLimits};
+use settings_sync_protocol::{Id, Value};
 
-use super::ApiError;
+use super::Limits;
+use super::request::{FromRequest, RequestError};
 use crate::store::QuerySpec;
 
 const DEFAULT_PAGE_SIZE: usize = 100;
 const MAX_PAGE_SIZE: usize = 1000;
 
-pub fn parse(request: v1::QueryRequest, limits: ValueLimits) -> Result<QuerySpec, ApiError> {
-    let bad = |m: &str| ApiError::BadRequest(m.to_string());
-    let tenant = Id::parse("tenant", request.tenant).map_err(|e| bad(&e.to_string()))?;
-    let name = Id::parse("name", request.name).map_err(|e| bad(&e.to_string()))?;
-    let filter = Value::parse(&request.contains_json, limits)
-        .map_err(|e| bad(&format!("contains_json: {e}")))?;
-    let filter = match filter.as_object() {
-        Some(_) => filter.to_json(),
-        None => {
-            return Err(bad(
-                "contains_json must be a JSON object such as {} or {\"airports\":[\"SEA\"]}",
-            ));
-        }
-    };
-    let limit = match usize::try_from(request.page_size) {
-        Ok(0) => DEFAULT_PAGE_SIZE,
-        Ok(n) if n <= MAX_PAGE_SIZE => n,
-        _ => {
-            return Err(bad(&format!(
-                "page_size must be between 0 and {MAX_PAGE_SIZE}"
-            )));
-        }
-    };
-    let after_owner = match request.page_token.as_str() {
-        "" => None,
-        token => Some(
-            parse_page_token(token)
-                .ok_or_else(|| bad("page_token is not a token this service issued"))?,
-        ),
-    };
-    Ok(QuerySpec {
-        tenant,
-        name,
-        filter,
-        after_owner,
-        limit,
-    })
+impl FromRequest<v1::QueryRequest> for QuerySpec {
+    fn from_request(request: v1::QueryRequest, limits: &Limits) -> Result<Self, RequestError> {
+        let tenant = Id::parse("tenant", request.tenant)?;
+        let name = Id::parse("name", request.name)?;
+        let filter =
+            Value::parse(&request.contains_json, limits.value).map_err(RequestError::Filter)?;
+        let filter = match filter.as_object() {
+            Some(_) => filter.to_json(),
+            None => return Err(RequestError::FilterNotObject),
+        };
+        let limit = match usize::try_from(request.page_size) {
+            Ok(0) => DEFAULT_PAGE_SIZE,
+            Ok(n) if n <= MAX_PAGE_SIZE => n,
+            _ => return Err(RequestError::PageSize { max: MAX_PAGE_SIZE }),
+        };
+        let after_owner = match request.page_token.as_str() {
+            "" => None,
+            token => Some(parse_page_token(token).ok_or(RequestError::PageToken)?),
+        };
+        Ok(QuerySpec {
+            tenant,
+            name,
+            filter,
+            after_owner,
+            limit,
+        })
+    }
 }
 
 /// Opaque to callers: the last owner of the previous page.
@@ -74,25 +65,30 @@ mod tests {
         }
     }
 
+    fn parse(request: v1::QueryRequest) -> Result<QuerySpec, RequestError> {
+        QuerySpec::from_request(request, &Limits::default())
+    }
+
     #[test]
     fn page_tokens_round_trip() {
         let owner = Id::parse("owner", "alice@acme").unwrap();
-        let spec = parse(
-            request("{}", 0, &page_token(&owner)),
-            ValueLimits::default(),
-        )
-        .unwrap();
+        let spec = parse(request("{}", 0, &page_token(&owner))).unwrap();
         assert_eq!(spec.after_owner, Some(owner));
         assert_eq!(spec.limit, DEFAULT_PAGE_SIZE);
     }
 
     #[test]
-    fn bad_queries_are_rejected() {
-        let limits = ValueLimits::default();
-        assert!(parse(request("[]", 0, ""), limits).is_err());
-        assert!(parse(request("null", 0, ""), limits).is_err());
-        assert!(parse(request("{}", -1, ""), limits).is_err());
-        assert!(parse(request("{}", 1001, ""), limits).is_err());
-        assert!(parse(request("{}", 0, "!!"), limits).is_err());
+    fn bad_queries_are_rejected_each_with_its_reason() {
+        let not_object = Err(RequestError::FilterNotObject);
+        let array = parse(request("[]", 0, "")).map(|_| ());
+        assert!(matches!(array, Err(RequestError::Filter(_))), "{array:?}");
+        assert_eq!(parse(request("null", 0, "")).map(|_| ()), not_object);
+        let page_size = Err(RequestError::PageSize { max: MAX_PAGE_SIZE });
+        assert_eq!(parse(request("{}", -1, "")).map(|_| ()), page_size);
+        assert_eq!(parse(request("{}", 1001, "")).map(|_| ()), page_size);
+        let token = parse(request("{}", 0, "!!")).map(|_| ());
+        assert_eq!(token, Err(RequestError::PageToken));
+        let filter = parse(request("{", 0, "")).unwrap_err();
+        assert!(matches!(filter, RequestError::Filter(_)), "{filter:?}");
     }
 }

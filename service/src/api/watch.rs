@@ -5,11 +5,11 @@ use std::sync::Arc;
 use futures::Stream;
 use settings_sync_proto::v1;
 use settings_sync_protocol::{Document, Id};
-use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
 
-use super::ApiError;
-use crate::feed::FeedHub;
+use super::request::{FromRequest, RequestError};
+use super::{ApiError, Limits};
+use crate::feed::{FeedHub, Lagged};
 use crate::store::{DocumentStore, StoreError};
 
 /// Which changes a stream delivers.
@@ -20,22 +20,23 @@ pub struct WatchSpec {
     pub after_revision: Option<i64>,
 }
 
-pub fn parse(request: v1::WatchRequest) -> Result<WatchSpec, ApiError> {
-    let bad = |e: &dyn std::fmt::Display| ApiError::BadRequest(e.to_string());
-    let optional = |field: &'static str, id: String| match id.as_str() {
-        "" => Ok(None),
-        _ => Id::parse(field, id).map(Some).map_err(|e| bad(&e)),
-    };
-    let after_revision = match request.after_revision {
-        Some(revision) if revision < 0 => return Err(bad(&"after_revision must not be negative")),
-        other => other,
-    };
-    Ok(WatchSpec {
-        tenant: Id::parse("tenant", request.tenant).map_err(|e| bad(&e))?,
-        owner: optional("owner", request.owner)?,
-        name: optional("name", request.name)?,
-        after_revision,
-    })
+impl FromRequest<v1::WatchRequest> for WatchSpec {
+    fn from_request(request: v1::WatchRequest, _: &Limits) -> Result<Self, RequestError> {
+        let optional = |field: &'static str, id: String| match id.as_str() {
+            "" => Ok(None),
+            _ => Id::parse(field, id).map(Some),
+        };
+        let after_revision = match request.after_revision {
+            Some(revision) if revision < 0 => return Err(RequestError::NegativeRevision),
+            other => other,
+        };
+        Ok(WatchSpec {
+            tenant: Id::parse("tenant", request.tenant)?,
+            owner: optional("owner", request.owner)?,
+            name: optional("name", request.name)?,
+            after_revision,
+        })
+    }
 }
 
 impl WatchSpec {
@@ -60,20 +61,30 @@ fn progress(revision: i64) -> v1::WatchResponse {
 }
 
 fn store_status(error: StoreError) -> Status {
-    match error {
-        StoreError::Compacted {
-            requested,
-            compacted_through,
-        } => Status::out_of_range(format!(
-            "changes after revision {requested} are no longer kept (history starts after {compacted_through}); \
-             re-read the documents and watch from a current revision"
-        )),
-        other => ApiError::Store(other).into(),
+    ApiError::Store(error).into()
+}
+
+/// Where a stream starts: `after_revision`, or the tenant's latest revision.
+/// A revision past the latest is refused rather than waited for: revisions
+/// never go back, so such a watcher (of a replaced database, say) would
+/// otherwise idle silently until the tenant caught up with it.
+async fn start<S: DocumentStore>(store: &S, spec: &WatchSpec) -> Result<i64, Status> {
+    let latest = store
+        .latest_revision(&spec.tenant)
+        .await
+        .map_err(store_status)?;
+    match spec.after_revision {
+        Some(requested) if requested > latest => {
+            Err(ApiError::AheadOfHistory { requested, latest }.into())
+        }
+        Some(requested) => Ok(requested),
+        None => Ok(latest),
     }
 }
 
 /// The stream of one watcher. `position` is the revision up to which every
-/// change has been delivered (or filtered out).
+/// change has been delivered (or filtered out). It holds at most one page
+/// of the store, or one feed event, at a time.
 pub fn stream<S: DocumentStore>(
     store: Arc<S>,
     feeds: Arc<FeedHub<S>>,
@@ -81,30 +92,29 @@ pub fn stream<S: DocumentStore>(
 ) -> impl Stream<Item = Result<v1::WatchResponse, Status>> + Send {
     async_stream::stream! {
         // Subscribe before reading the start, so no change falls between.
-        let (_feed, mut events) = feeds.subscribe(&spec.tenant);
-        let batch = feeds.config().batch;
-        let mut position = match spec.after_revision {
-            Some(revision) => revision,
-            None => match store.latest_revision(&spec.tenant).await {
-                Ok(revision) => revision,
-                Err(error) => { yield Err(store_status(error)); return; }
-            },
+        let mut events = feeds.subscribe(&spec.tenant);
+        let page = feeds.config().batch;
+        let mut position = match start(store.as_ref(), &spec).await {
+            Ok(revision) => revision,
+            Err(status) => { yield Err(status); return; }
         };
         let mut caught_up = false;
         loop {
             // Read from the store whatever lies between our position and the
-            // feed: on start, and whenever the feed is ahead of us.
+            // feed, a page at a time: on start, and whenever the feed is
+            // ahead of us.
             if !caught_up {
                 loop {
-                    let changes = match store.changes_after(&spec.tenant, position, batch).await {
+                    let changes = match store.changes_after(&spec.tenant, position, page).await {
                         Ok(changes) => changes,
                         Err(error) => { yield Err(store_status(error)); return; }
                     };
-                    for document in &changes {
+                    let full = changes.len() == page;
+                    for document in changes {
                         position = document.revision;
-                        if spec.matches(document) { yield Ok(change(document)); }
+                        if spec.matches(&document) { yield Ok(change(&document)); }
                     }
-                    if changes.len() < batch { break; }
+                    if !full { break; }
                 }
                 caught_up = true;
                 // An event on the stream's one span, not a span per message.
@@ -113,15 +123,9 @@ pub fn stream<S: DocumentStore>(
             }
             let event = match events.recv().await {
                 Ok(event) => event,
-                Err(RecvError::Lagged(_)) => {
+                Err(Lagged) => {
                     tracing::warn!(revision = position, "watcher fell behind; ending its stream");
-                    yield Err(Status::resource_exhausted(format!(
-                        "watcher fell too far behind; resume with after_revision = {position}"
-                    )));
-                    return;
-                }
-                Err(RecvError::Closed) => {
-                    yield Err(Status::unavailable(format!("change feed stopped; resume with after_revision = {position}")));
+                    yield Err(ApiError::WatcherBehind { resume_after: position }.into());
                     return;
                 }
             };

@@ -94,12 +94,7 @@ impl Inner {
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+            .and_then(bearer_token)
             .ok_or(AuthError::NotBearer)?;
         let verified = verifier.verify(token)?;
         let role = match (verified.service_scope, self.service_needs_client_cert) {
@@ -116,6 +111,13 @@ impl Inner {
             role,
         }))
     }
+}
+
+/// The token of `Bearer <token>`; the scheme is case-insensitive (RFC 9110 §11.1).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn remote_addr(connection: &Extensions) -> Option<SocketAddr> {
@@ -170,6 +172,32 @@ where
                 Either::Left(self.inner.call(request))
             }
             Err(error) => Either::Right(ready(Ok(Status::from(error).into_http()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_needs_a_token() {
+        for header in [
+            "Bearer t.o.k",
+            "bearer t.o.k",
+            "BEARER  t.o.k ",
+            "bEaReR t.o.k",
+        ] {
+            assert_eq!(bearer_token(header), Some("t.o.k"), "{header:?}");
+        }
+        for header in [
+            "Basic dXNlcjpwYXNz",
+            "Bearer",
+            "Bearer   ",
+            "Bearert.o.k",
+            "t.o.k",
+        ] {
+            assert_eq!(bearer_token(header), None, "{header:?}");
         }
     }
 }

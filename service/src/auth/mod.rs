@@ -1,7 +1,8 @@
 //! Who is calling, and may they do this.
 //!
 //! - [`token`]: verifies bearer JWTs (JWKS with RS256/ES256, or a shared
-//!   HMAC secret for development) and turns their claims into an [`Identity`].
+//!   HMAC secret for development): the signature and the key.
+//! - [`claims`]: the pure, strict check of a verified token's claims.
 //! - [`authorize`]: the pure decision: may this caller make this call on
 //!   these keys? No I/O; the table of every case is tested there.
 //! - [`interceptor`]: the gRPC edge: reads `authorization: Bearer …`, checks
@@ -12,6 +13,7 @@
 //! never from request fields: a request names keys, the token says whose.
 
 pub mod authorize;
+pub mod claims;
 pub mod interceptor;
 pub mod token;
 

@@ -6,19 +6,19 @@
 //!   public JWKS can never double as an HMAC secret (algorithm confusion).
 //! - a shared HS256 secret from a file, for development.
 //!
-//! Every token needs `exp`, `sub` and `tenant`; `iss` and `aud` are
-//! required and checked when `--jwt-issuer` / `--jwt-audience` are set. A
-//! token carrying an `aud` is refused when no audience is configured: it
-//! was minted for some other service.
+//! The signature is checked here; the claims, strictly, in [`super::claims`].
 
 use std::path::{Path, PathBuf};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
-use serde::Deserialize;
+use serde_json::{Map, Value};
 use settings_sync_protocol::Id;
 
-use super::{AuthArgs, SERVICE_SCOPE};
+use super::AuthArgs;
+use super::claims::{self, ClaimRules};
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECONDS: u64 = 30;
@@ -47,6 +47,18 @@ pub enum TokenConfigError {
         kid: Option<String>,
         source: jsonwebtoken::errors::Error,
     },
+    #[error(
+        "{path}: key {kid:?} declares alg {declared:?}, but this server verifies {key_type} keys with {expected:?}"
+    )]
+    AlgorithmMismatch {
+        path: PathBuf,
+        kid: Option<String>,
+        declared: KeyAlgorithm,
+        key_type: &'static str,
+        expected: Algorithm,
+    },
+    #[error("{path}: key {kid:?} is for encryption (\"use\": \"enc\"), not signatures")]
+    NotForSignatures { path: PathBuf, kid: Option<String> },
     #[error("{0} holds no keys")]
     NoKeys(PathBuf),
 }
@@ -68,7 +80,8 @@ pub enum TokenError {
     UnknownKey(Option<String>),
     #[error("the token's algorithm {0:?} is not accepted here")]
     Algorithm(Algorithm),
-    #[error("the token lacks a valid `{0}` claim")]
+    /// A claim missing, of the wrong type, or not a valid id.
+    #[error("{0}")]
     Claim(String),
     #[error("the token is malformed: {0}")]
     Malformed(String),
@@ -83,14 +96,6 @@ pub struct Verified {
     pub service_scope: bool,
 }
 
-#[derive(Deserialize)]
-struct Claims {
-    sub: String,
-    tenant: Option<String>,
-    #[serde(default)]
-    scope: String,
-}
-
 enum Keys {
     Hmac(DecodingKey),
     Jwks(Vec<(Option<String>, Algorithm, DecodingKey)>),
@@ -98,7 +103,7 @@ enum Keys {
 
 pub struct TokenVerifier {
     keys: Keys,
-    validation: Validation,
+    rules: ClaimRules,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -116,20 +121,12 @@ impl TokenVerifier {
             (None, Some(path)) => Keys::Hmac(load_secret(path)?),
             (None, None) => return Ok(None),
         };
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_SECONDS;
-        validation.validate_nbf = true;
-        let mut required = vec!["exp", "sub"];
-        if let Some(issuer) = &args.jwt_issuer {
-            validation.set_issuer(&[issuer]);
-            required.push("iss");
-        }
-        if let Some(audience) = &args.jwt_audience {
-            validation.set_audience(&[audience]);
-            required.push("aud");
-        }
-        validation.set_required_spec_claims(&required);
-        Ok(Some(TokenVerifier { keys, validation }))
+        let rules = ClaimRules {
+            issuer: args.jwt_issuer.clone(),
+            audience: args.jwt_audience.clone(),
+            leeway: LEEWAY_SECONDS,
+        };
+        Ok(Some(TokenVerifier { keys, rules }))
     }
 
     pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
@@ -150,31 +147,29 @@ impl TokenVerifier {
         if header.alg != algorithm {
             return Err(TokenError::Algorithm(header.alg));
         }
-        let mut validation = self.validation.clone();
-        validation.algorithms = vec![algorithm];
-        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
+        // jsonwebtoken checks the signature only; `claims::check` checks
+        // every claim, strictly, in one place.
+        let mut signature_only = Validation::new(algorithm);
+        signature_only.required_spec_claims.clear();
+        signature_only.validate_exp = false;
+        signature_only.validate_nbf = false;
+        signature_only.validate_aud = false;
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, key, &signature_only)
             .map_err(token_error)?
             .claims;
-        let claim = |name: &str| TokenError::Claim(name.to_owned());
-        let tenant = claims.tenant.ok_or_else(|| claim("tenant"))?;
-        Ok(Verified {
-            tenant: Id::parse("tenant", tenant).map_err(|_| claim("tenant"))?,
-            subject: Id::parse("sub", claims.sub).map_err(|_| claim("sub"))?,
-            service_scope: claims.scope.split(' ').any(|s| s == SERVICE_SCOPE),
-        })
+        claims::check(&claims, &self.rules, now())
     }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn token_error(error: jsonwebtoken::errors::Error) -> TokenError {
     match error.into_kind() {
-        ErrorKind::ExpiredSignature => TokenError::Expired,
-        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-        ErrorKind::InvalidIssuer => TokenError::Issuer,
-        ErrorKind::InvalidAudience => TokenError::Audience,
-        ErrorKind::InvalidSignature => TokenError::Signature,
-        ErrorKind::InvalidAlgorithm => TokenError::Signature,
-        ErrorKind::MissingRequiredClaim(name) => TokenError::Claim(name),
-        ErrorKind::InvalidSubject => TokenError::Claim("sub".into()),
+        ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => TokenError::Signature,
         ErrorKind::Json(e) => TokenError::Malformed(format!("claims: {e}")),
         other => TokenError::Malformed(format!("{other:?}")),
     }
@@ -210,10 +205,10 @@ fn load_jwks(
     let mut keys = Vec::new();
     for jwk in &set.keys {
         let kid = jwk.common.key_id.clone();
-        let algorithm = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        let (key_type, algorithm) = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => ("RSA", Algorithm::RS256),
             AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
-                Algorithm::ES256
+                ("P-256", Algorithm::ES256)
             }
             _ => {
                 return Err(TokenConfigError::UnsupportedKey {
@@ -222,6 +217,25 @@ fn load_jwks(
                 });
             }
         };
+        // A key declared for another algorithm (RS384, PS256, or ES256 on an
+        // RSA key) would be used in a way its owner did not intend: refuse.
+        if let Some(declared) = jwk.common.key_algorithm
+            && format!("{declared:?}") != format!("{algorithm:?}")
+        {
+            return Err(TokenConfigError::AlgorithmMismatch {
+                path: path.to_owned(),
+                kid,
+                declared,
+                key_type,
+                expected: algorithm,
+            });
+        }
+        if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+            return Err(TokenConfigError::NotForSignatures {
+                path: path.to_owned(),
+                kid,
+            });
+        }
         let key = DecodingKey::from_jwk(jwk).map_err(|source| TokenConfigError::BadKey {
             path: path.to_owned(),
             kid: kid.clone(),
@@ -234,3 +248,6 @@ fn load_jwks(
     }
     Ok(keys)
 }
+
+#[cfg(test)]
+mod tests;

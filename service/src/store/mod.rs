@@ -6,27 +6,52 @@
 //! merge is a lattice join, that statement is all the coordination replicas
 //! need. When the guard refuses, the stored row is read back and the pure
 //! [`merge`] names the decision, so stores and protocol can not disagree.
+//!
+//! - [`error`]: what a store reports, free of database types.
+//! - [`database`]: which store a database URL names.
+//! - [`postgres`], [`sqlite`]: the two adapters; `row` is the document row
+//!   and the merge guard in the one SQL spelling both share, `registers`
+//!   the per-field stamps stored next to the value.
+//!
+//! A per-field client's write (opt-in, `docs/protocol.md`): SQLite runs the
+//! pure `fields::merge` inside its write transaction; PostgreSQL runs the
+//! same rules in one statement, a function its migration installs, so that
+//! replicas and write-combining need nothing more than for whole writes.
 
-mod batch;
+mod database;
+mod error;
 mod postgres;
+mod registers;
 mod row;
 mod sqlite;
+mod sqlx_error;
 
 use std::future::Future;
 use std::time::SystemTime;
 
+use settings_sync_protocol::fields::{self, FieldDocument, FieldReport, FieldWrite};
 use settings_sync_protocol::{
-    Decision, Document, DocumentKey, Id, MergeError, MergePolicy, Versioned, merge,
+    Clock, Decision, Document, DocumentKey, Id, MergeError, MergePolicy, Versioned, merge,
 };
 
-pub use batch::{BatchConfig, BatchCounts, PreMerge};
-pub use postgres::PostgresStore;
+pub use database::{Database, UnknownScheme};
+pub use error::{Cause, StoreError};
+pub use postgres::{BatchConfig, BatchCounts, PostgresStore};
 pub use sqlite::SqliteStore;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyncOutcome {
     pub document: Document,
     pub decision: Decision,
+}
+
+/// What a per-field client's write did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldOutcome {
+    /// The stored document after the merge; `None` only when an empty
+    /// patch (a read) met a document never written.
+    pub document: Option<Document>,
+    pub report: FieldReport,
 }
 
 /// `Query`: live documents of one tenant and name whose value contains
@@ -47,58 +72,6 @@ pub struct QueryPage {
     pub next_after_owner: Option<Id>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(transparent)]
-    Merge(#[from] MergeError),
-    #[error("the database is unavailable")]
-    Unavailable(#[source] sqlx::Error),
-    #[error("database error")]
-    Database(#[source] sqlx::Error),
-    #[error("stored row for {key} is corrupt: {reason}")]
-    Corrupt { key: String, reason: String },
-    #[error("merge of {0} did not settle after concurrent changes")]
-    Unsettled(DocumentKey),
-    #[error(
-        "changes up to revision {compacted_through} were compacted; asked for those after {requested}"
-    )]
-    Compacted {
-        requested: i64,
-        compacted_through: i64,
-    },
-    #[error("migration failed")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        if is_unavailable(&error) {
-            StoreError::Unavailable(error)
-        } else {
-            StoreError::Database(error)
-        }
-    }
-}
-
-/// Errors that mean "the database is not reachable right now", so callers
-/// get UNAVAILABLE and retry, and readiness reports it.
-fn is_unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        // SQLSTATE class 08: connection exceptions; 57P01-57P03: the server
-        // is shutting down, crashed or not accepting connections yet.
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
-        }),
-        _ => false,
-    }
-}
-
 /// What the service needs from storage.
 pub trait DocumentStore: Send + Sync + 'static {
     /// Merges `write` into the document at `key` atomically.
@@ -108,6 +81,15 @@ pub trait DocumentStore: Send + Sync + 'static {
         write: &Versioned,
         policy: MergePolicy,
     ) -> impl Future<Output = Result<SyncOutcome, StoreError>> + Send;
+
+    /// Merges a per-field client's write (a patch, or a whole document)
+    /// field by field, atomically.
+    fn sync_fields(
+        &self,
+        key: &DocumentKey,
+        write: &FieldWrite,
+        policy: MergePolicy,
+    ) -> impl Future<Output = Result<FieldOutcome, StoreError>> + Send;
 
     fn get(
         &self,
@@ -153,30 +135,73 @@ pub trait DocumentStore: Send + Sync + 'static {
 /// changed between the two statements; each round the stored stamp grows.
 const SETTLE_ATTEMPTS: usize = 5;
 
-/// The shared shape of a merge: `apply` runs the guarded upsert and returns
-/// the row if it wrote one; `read` reads the row back when it did not.
-async fn merge_guarded<A, AF, R, RF>(
+/// The two statements a merge needs from a database.
+trait GuardedWrite {
+    /// Writes `write` only if the guard lets it win over the stored row
+    /// (see `row::merge_on_conflict`); the row if it wrote one.
+    fn write_if_larger(
+        &self,
+        key: &DocumentKey,
+        write: &Versioned,
+        policy: MergePolicy,
+    ) -> impl Future<Output = Result<Option<Document>, StoreError>> + Send;
+
+    fn read(
+        &self,
+        key: &DocumentKey,
+    ) -> impl Future<Output = Result<Option<Document>, StoreError>> + Send;
+}
+
+/// The whole-document merge of a caller that is not a per-field client:
+/// refused on a document that holds a patch, else whole-document mode.
+fn merge_whole(
+    stored: Option<&Document>,
+    write: &Versioned,
+    policy: MergePolicy,
+) -> Result<Decision, MergeError> {
+    if stored.is_some_and(|d| d.fields.is_some()) {
+        return Err(MergeError::FieldMerged);
+    }
+    merge(stored.map(|d| &d.state), write, policy)
+}
+
+/// The pure per-field merge of `write` into the document `stored`: the
+/// report, and the state to store if the write changes it.
+fn merge_fields(
+    stored: Option<&Document>,
+    write: &FieldWrite,
+    policy: MergePolicy,
+) -> Result<(FieldReport, Option<FieldDocument>), MergeError> {
+    let current = stored.map(Document::field_document).unwrap_or_default();
+    let report = fields::merge(&current, write, policy)?;
+    let next = current.join_write(write);
+    Ok((report, (next != current).then_some(next)))
+}
+
+/// Whether a write may create its document: a clock past the jump limit
+/// from zero may only update one that exists (the merge would refuse it
+/// over no row).
+fn may_create(write: &Versioned, policy: MergePolicy) -> bool {
+    write.stamp.clock.get() <= policy.clock_ceiling(Clock::ZERO)
+}
+
+/// A merge on either database: the guarded write, and when the guard
+/// refuses, the row read back and named by the pure merge.
+async fn merge_guarded(
+    db: &impl GuardedWrite,
     key: &DocumentKey,
     write: &Versioned,
     policy: MergePolicy,
-    mut apply: A,
-    mut read: R,
-) -> Result<SyncOutcome, StoreError>
-where
-    A: FnMut() -> AF,
-    AF: Future<Output = Result<Option<Document>, StoreError>>,
-    R: FnMut() -> RF,
-    RF: Future<Output = Result<Option<Document>, StoreError>>,
-{
+) -> Result<SyncOutcome, StoreError> {
     for _ in 0..SETTLE_ATTEMPTS {
-        if let Some(document) = apply().await? {
+        if let Some(document) = db.write_if_larger(key, write, policy).await? {
             return Ok(SyncOutcome {
                 document,
                 decision: Decision::Applied,
             });
         }
-        let stored = read().await?;
-        match merge(stored.as_ref().map(|d| &d.state), write, policy)? {
+        let stored = db.read(key).await?;
+        match merge_whole(stored.as_ref(), write, policy)? {
             Decision::Applied => continue,
             decision => {
                 // merge() over no row is Applied or an error, so a row is here.
@@ -185,7 +210,9 @@ where
             }
         }
     }
-    Err(StoreError::Unsettled(key.clone()))
+    Err(StoreError::conflict(format!(
+        "merge of {key} did not settle after {SETTLE_ATTEMPTS} rounds of concurrent changes"
+    )))
 }
 
 /// Orders `found` as `keys` asks, dropping duplicates of a key.

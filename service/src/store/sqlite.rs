@@ -9,55 +9,85 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use settings_sync_protocol::contains::contains;
-use settings_sync_protocol::{Clock, Document, DocumentKey, Id, MergePolicy, Versioned};
+use settings_sync_protocol::fields::FieldWrite;
+use settings_sync_protocol::{Document, DocumentKey, Id, MergePolicy, Versioned};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 use tracing::Instrument;
 
-use super::row::{Row, jump_param, value_param};
-use super::{DocumentStore, QueryPage, QuerySpec, StoreError, SyncOutcome, merge_guarded};
+use super::row::{
+    self, FieldColumns, Row, jump_param, merge_on_conflict, proposed_if, row_columns,
+    stored_columns, value_param,
+};
+use super::{
+    DocumentStore, FieldOutcome, GuardedWrite, QueryPage, QuerySpec, StoreError, SyncOutcome,
+    may_create, merge_fields, merge_guarded,
+};
 use crate::telemetry::db::DbSystem;
 
 const DB: DbSystem = DbSystem::Sqlite;
 
-macro_rules! columns {
-    () => {
-        "tenant, owner, name, value, clock, writer, revision, updated_at"
-    };
-}
-
-/// The guarded upsert, as in PostgreSQL. It runs inside a write
+/// The guarded merge, as in PostgreSQL. It runs inside a write
 /// transaction (SQLite serializes those), which then bumps the tenant's
 /// counter and logs the change, so revisions are gap-free and in commit order.
-const UPSERT: &str = "
-INSERT INTO documents AS d (tenant, owner, name, value, clock, writer, revision, updated_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6,
-        COALESCE((SELECT revision FROM tenant_revisions WHERE tenant = ?1), 0) + 1, ?7)
-ON CONFLICT (tenant, owner, name) DO UPDATE
-SET value = excluded.value, clock = excluded.clock, writer = excluded.writer,
-    revision = excluded.revision, updated_at = excluded.updated_at
-WHERE (d.clock, d.writer) < (excluded.clock, excluded.writer)
-  AND excluded.clock - d.clock <= ?8
-RETURNING tenant, owner, name, value, clock, writer, revision, updated_at";
+const MERGE: &str = concat!(
+    "INSERT INTO documents AS d (",
+    stored_columns!(),
+    ") SELECT ?1, ?2, ?3, ?4, ?5, ?6,
+        COALESCE((SELECT revision FROM tenant_revisions WHERE tenant = ?1), 0) + 1, ?7, NULL",
+    proposed_if!("?9", "(?1, ?2, ?3)"),
+    merge_on_conflict!("?8"),
+    " RETURNING ",
+    stored_columns!()
+);
 
-const UPDATE_ONLY: &str = "
-UPDATE documents AS d
-SET value = ?4, clock = ?5, writer = ?6, updated_at = ?7,
-    revision = COALESCE((SELECT revision FROM tenant_revisions WHERE tenant = ?1), 0) + 1
-WHERE tenant = ?1 AND owner = ?2 AND name = ?3
-  AND (d.clock, d.writer) < (?5, ?6)
-  AND ?5 - d.clock <= ?8
-RETURNING tenant, owner, name, value, clock, writer, revision, updated_at";
+/// A per-field merge's result, decided in the same write transaction.
+const STORE_FIELDS: &str = concat!(
+    "INSERT INTO documents AS d (",
+    stored_columns!(),
+    ") SELECT ?1, ?2, ?3, ?4, ?5, ?6,
+        COALESCE((SELECT revision FROM tenant_revisions WHERE tenant = ?1), 0) + 1, ?7, ?8",
+    // Without a WHERE, SQLite would parse ON CONFLICT as a join constraint.
+    " WHERE true
+      ON CONFLICT (tenant, owner, name) DO UPDATE
+      SET value = excluded.value, clock = excluded.clock, writer = excluded.writer,
+          revision = excluded.revision, updated_at = excluded.updated_at,
+          field_stamps = excluded.field_stamps
+      RETURNING ",
+    stored_columns!()
+);
 
-const LOG_CHANGE: &str = "
-INSERT INTO changes (tenant, revision, owner, name, value, clock, writer, updated_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+const LOG_CHANGE: &str = concat!(
+    "INSERT INTO changes (",
+    stored_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+);
 
 const BUMP_REVISION: &str = "
 INSERT INTO tenant_revisions (tenant, revision) VALUES (?1, ?2)
 ON CONFLICT (tenant) DO UPDATE SET revision = excluded.revision";
+
+const GET: &str = concat!(
+    "SELECT ",
+    row_columns!(),
+    " FROM documents WHERE tenant = ?1 AND owner = ?2 AND name = ?3"
+);
+
+const SCAN: &str = concat!(
+    "SELECT ",
+    row_columns!(),
+    " FROM documents
+     WHERE tenant = ?1 AND name = ?2 AND value IS NOT NULL AND owner > ?3
+     ORDER BY owner LIMIT ?4"
+);
+
+const CHANGES_AFTER: &str = concat!(
+    "SELECT ",
+    row_columns!(),
+    " FROM changes WHERE tenant = ?1 AND revision > ?2 ORDER BY revision LIMIT ?3"
+);
 
 /// Rows read per round while filtering a `Query` in Rust.
 const QUERY_SCAN_BATCH: i64 = 500;
@@ -68,15 +98,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) the database at `url`, e.g.
-    /// `sqlite://data/settings.db`, and migrates it.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
+    /// Opens (creating the file if missing) the database at `url`, e.g.
+    /// `sqlite://data/settings.db`, and migrates it. The directory must
+    /// exist: [`super::Database::open_sqlite`] creates it.
     pub async fn open(url: &str, pool_size: u32) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(StoreError::Database)?
+        let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: an acknowledged write survives a power cut, not only a crash.
@@ -86,27 +112,25 @@ impl SqliteStore {
             .max_connections(pool_size.max(1))
             .connect_with(options)
             .await?;
-        let store = SqliteStore { pool };
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&store.pool)
-            .await
-            .map_err(StoreError::Migrate)?;
-        Ok(store)
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
     }
 
-    async fn apply(
+    /// The connection pool, for pool metrics.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+impl GuardedWrite for SqliteStore {
+    async fn write_if_larger(
         &self,
         key: &DocumentKey,
         write: &Versioned,
         policy: MergePolicy,
     ) -> Result<Option<Document>, StoreError> {
-        let (statement, summary) = if write.stamp.clock.get() <= policy.clock_ceiling(Clock::ZERO) {
-            (UPSERT, "INSERT documents")
-        } else {
-            (UPDATE_ONLY, "UPDATE documents")
-        };
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<Row> = sqlx::query_as(statement)
+        let row: Option<Row> = sqlx::query_as(MERGE)
             .bind(key.tenant.as_str())
             .bind(key.owner.as_str())
             .bind(key.name.as_str())
@@ -115,33 +139,55 @@ impl SqliteStore {
             .bind(write.stamp.writer.as_str())
             .bind(Utc::now())
             .bind(jump_param(policy.max_clock_jump))
+            .bind(may_create(write, policy))
             .fetch_optional(&mut *tx)
-            .instrument(DB.statement(summary, statement))
+            .instrument(DB.statement("INSERT documents", MERGE))
             .await?;
         let Some(row) = row else {
             return Ok(None);
         };
-        sqlx::query(BUMP_REVISION)
-            .bind(&row.tenant)
-            .bind(row.revision)
-            .execute(&mut *tx)
-            .instrument(DB.statement("INSERT tenant_revisions", BUMP_REVISION))
-            .await?;
-        sqlx::query(LOG_CHANGE)
-            .bind(&row.tenant)
-            .bind(row.revision)
-            .bind(&row.owner)
-            .bind(&row.name)
-            .bind(&row.value)
-            .bind(row.clock)
-            .bind(&row.writer)
-            .bind(row.updated_at)
-            .execute(&mut *tx)
-            .instrument(DB.statement("INSERT changes", LOG_CHANGE))
-            .await?;
-        tx.commit().await?;
-        Document::try_from(row).map(Some)
+        log_and_commit(tx, row).await.map(Some)
     }
+
+    async fn read(&self, key: &DocumentKey) -> Result<Option<Document>, StoreError> {
+        let row: Option<Row> = sqlx::query_as(GET)
+            .bind(key.tenant.as_str())
+            .bind(key.owner.as_str())
+            .bind(key.name.as_str())
+            .fetch_optional(&self.pool)
+            .instrument(DB.statement("SELECT documents", GET))
+            .await?;
+        row.map(Document::try_from).transpose()
+    }
+}
+
+/// Takes the row's revision for its tenant and logs the change, then
+/// commits the write transaction that wrote `row`.
+async fn log_and_commit(
+    mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+    row: Row,
+) -> Result<Document, StoreError> {
+    sqlx::query(BUMP_REVISION)
+        .bind(&row.tenant)
+        .bind(row.revision)
+        .execute(&mut *tx)
+        .instrument(DB.statement("INSERT tenant_revisions", BUMP_REVISION))
+        .await?;
+    sqlx::query(LOG_CHANGE)
+        .bind(&row.tenant)
+        .bind(&row.owner)
+        .bind(&row.name)
+        .bind(&row.value)
+        .bind(row.clock)
+        .bind(&row.writer)
+        .bind(row.revision)
+        .bind(row.updated_at)
+        .bind(&row.field_stamps)
+        .execute(&mut *tx)
+        .instrument(DB.statement("INSERT changes", LOG_CHANGE))
+        .await?;
+    tx.commit().await?;
+    Document::try_from(row)
 }
 
 impl DocumentStore for SqliteStore {
@@ -151,30 +197,53 @@ impl DocumentStore for SqliteStore {
         write: &Versioned,
         policy: MergePolicy,
     ) -> Result<SyncOutcome, StoreError> {
-        merge_guarded(
-            key,
-            write,
-            policy,
-            || self.apply(key, write, policy),
-            || self.get(key),
-        )
-        .await
+        merge_guarded(self, key, write, policy).await
     }
 
-    async fn get(&self, key: &DocumentKey) -> Result<Option<Document>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            columns!(),
-            " FROM documents WHERE tenant = ?1 AND owner = ?2 AND name = ?3"
-        );
-        let row: Option<Row> = sqlx::query_as(sql)
+    /// Read, the pure merge and the write in one write transaction, which
+    /// SQLite serializes: nothing changes the row in between.
+    async fn sync_fields(
+        &self,
+        key: &DocumentKey,
+        write: &FieldWrite,
+        policy: MergePolicy,
+    ) -> Result<FieldOutcome, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row: Option<Row> = sqlx::query_as(GET)
             .bind(key.tenant.as_str())
             .bind(key.owner.as_str())
             .bind(key.name.as_str())
-            .fetch_optional(&self.pool)
-            .instrument(DB.statement("SELECT documents", sql))
+            .fetch_optional(&mut *tx)
+            .instrument(DB.statement("SELECT documents", GET))
             .await?;
-        row.map(Document::try_from).transpose()
+        let stored = row.map(Document::try_from).transpose()?;
+        let (report, next) = merge_fields(stored.as_ref(), write, policy)?;
+        let Some(next) = next else {
+            return Ok(FieldOutcome {
+                document: stored,
+                report,
+            });
+        };
+        let columns = FieldColumns::of(&next)
+            .ok_or_else(|| StoreError::internal("a merge result with nothing written"))?;
+        let row: Row = sqlx::query_as(STORE_FIELDS)
+            .bind(key.tenant.as_str())
+            .bind(key.owner.as_str())
+            .bind(key.name.as_str())
+            .bind(&columns.value)
+            .bind(columns.clock)
+            .bind(&columns.writer)
+            .bind(Utc::now())
+            .bind(&columns.field_stamps)
+            .fetch_one(&mut *tx)
+            .instrument(DB.statement("INSERT documents", STORE_FIELDS))
+            .await?;
+        let document = Some(log_and_commit(tx, row).await?);
+        Ok(FieldOutcome { document, report })
+    }
+
+    async fn get(&self, key: &DocumentKey) -> Result<Option<Document>, StoreError> {
+        self.read(key).await
     }
 
     async fn batch_get(&self, keys: &[DocumentKey]) -> Result<Vec<Document>, StoreError> {
@@ -187,26 +256,19 @@ impl DocumentStore for SqliteStore {
     }
 
     async fn query(&self, spec: &QuerySpec) -> Result<QueryPage, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            columns!(),
-            " FROM documents
-             WHERE tenant = ?1 AND name = ?2 AND value IS NOT NULL AND owner > ?3
-             ORDER BY owner LIMIT ?4"
-        );
         let mut after = spec
             .after_owner
             .as_ref()
             .map_or(String::new(), |o| o.to_string());
         let mut matches = Vec::new();
         while matches.len() <= spec.limit {
-            let rows: Vec<Row> = sqlx::query_as(sql)
+            let rows: Vec<Row> = sqlx::query_as(SCAN)
                 .bind(spec.tenant.as_str())
                 .bind(spec.name.as_str())
                 .bind(&after)
                 .bind(QUERY_SCAN_BATCH)
                 .fetch_all(&self.pool)
-                .instrument(DB.statement("SELECT documents", sql))
+                .instrument(DB.statement("SELECT documents", SCAN))
                 .await?;
             let exhausted = (rows.len() as i64) < QUERY_SCAN_BATCH;
             for row in rows {
@@ -229,31 +291,16 @@ impl DocumentStore for SqliteStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<Document>, StoreError> {
-        // A read transaction: both reads see one snapshot.
-        let mut tx = self.pool.begin().await?;
-        let compacted_through: Option<i64> =
-            sqlx::query_scalar("SELECT compacted_through FROM tenant_revisions WHERE tenant = ?1")
-                .bind(tenant.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let compacted_through = compacted_through.unwrap_or(0);
-        if after < compacted_through {
-            return Err(StoreError::Compacted {
-                requested: after,
-                compacted_through,
-            });
-        }
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT tenant, owner, name, value, clock, writer, revision, updated_at
-             FROM changes WHERE tenant = ?1 AND revision > ?2 ORDER BY revision LIMIT ?3",
+        let tx = self.pool.begin().await?;
+        row::changes_after(
+            tx,
+            "SELECT compacted_through FROM tenant_revisions WHERE tenant = ?1",
+            CHANGES_AFTER,
+            tenant,
+            after,
+            limit,
         )
-        .bind(tenant.as_str())
-        .bind(after)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        rows.into_iter().map(Document::try_from).collect()
+        .await
     }
 
     async fn latest_revision(&self, tenant: &Id) -> Result<i64, StoreError> {

@@ -6,6 +6,7 @@
 //! | `settings_sync.sync.decisions` | counter | `decision` |
 //! | `settings_sync.sync.duration` (s) | histogram | `decision` |
 //! | `settings_sync.watch.active` | up-down counter | |
+//! | `settings_sync.store.batch_fallbacks` | counter | `kind` (sync, get), `cause` |
 //! | `db.client.connection.count` | observable gauge | `db.client.connection.state`, `db.system.name` |
 //! | `db.client.connection.max` | observable gauge | `db.system.name` |
 
@@ -26,6 +27,7 @@ struct Instruments {
     decisions: Counter<u64>,
     sync_duration: Histogram<f64>,
     watch_streams: UpDownCounter<i64>,
+    batch_fallbacks: Counter<u64>,
 }
 
 /// Created on first use, which is after [`super::init`] installed the
@@ -51,6 +53,12 @@ fn instruments() -> &'static Instruments {
                 .i64_up_down_counter("settings_sync.watch.active")
                 .with_description("Open Watch streams")
                 .build(),
+            batch_fallbacks: meter
+                .u64_counter("settings_sync.store.batch_fallbacks")
+                .with_description(
+                    "Batches whose combined statement failed, so each request ran alone",
+                )
+                .build(),
         }
     })
 }
@@ -65,6 +73,14 @@ pub fn sync_duration(seconds: f64, decision: &'static str) {
     instruments()
         .sync_duration
         .record(seconds, &[KeyValue::new("decision", decision)]);
+}
+
+/// Counts a batch that fell back to one statement per request.
+pub fn batch_fallback(kind: &'static str, cause: &'static str) {
+    instruments().batch_fallbacks.add(
+        1,
+        &[KeyValue::new("kind", kind), KeyValue::new("cause", cause)],
+    );
 }
 
 /// Counts one open Watch stream for as long as it lives.

@@ -13,8 +13,7 @@
 
 use std::time::Instant;
 
-use settings_sync_proto::convert::WireError;
-use settings_sync_protocol::{DocumentKey, Id, MergeError, Stamp, ValueError};
+use settings_sync_protocol::{Decision, Document, DocumentKey, Id, MergeError, Stamp};
 use sha2::{Digest, Sha256};
 use tracing::Span;
 
@@ -105,31 +104,42 @@ impl SyncTrace {
         self.finish(decision);
     }
 
-    /// Records why `error` refused the write, if it is a refusal (bad input
-    /// or a merge rule) rather than a failure, and hands it back.
+    /// A per-field client's write: the read-merge-write path knows the
+    /// state before, but a partly stale write changes it, so only the
+    /// stored stamp after is recorded.
+    pub fn decided_fields(&mut self, decision: Decision, document: Option<&Document>) {
+        let decision = decision.as_str();
+        self.span.record("settings_sync.decision", decision);
+        if let Some(document) = document {
+            let stored = &document.state.stamp;
+            self.span
+                .record("settings_sync.revision", document.revision);
+            self.stamp("stored_after", Some(stored.clock.get()), Some(stored));
+        }
+        self.finish(decision);
+    }
+
+    /// Records why `error` refused the write, if its class is a refusal
+    /// (bad input or a merge rule) rather than a failure, and hands it back.
     pub fn refused(&mut self, error: ApiError) -> ApiError {
-        let reason = match &error {
-            ApiError::Wire(WireError::Value(ValueError::TooLarge { .. })) => "too_large",
-            ApiError::Wire(_) | ApiError::BadRequest(_) => "invalid_argument",
+        let Some(reason) = error.class().rejection() else {
+            return error;
+        };
+        match &error {
             ApiError::Store(StoreError::Merge(MergeError::ConflictingContent(stamp))) => {
                 // Same stamp, other content: the stored stamp IS this one.
                 self.stamp("stored_before", Some(stamp.clock.get()), Some(stamp));
                 self.stamp("stored_after", Some(stamp.clock.get()), Some(stamp));
-                "conflicting_content"
             }
-            ApiError::Store(StoreError::Merge(MergeError::ClockJump { stored, .. })) => {
-                // Clock zero stands for "no document"; only the clock is known.
-                if stored.get() > 0 {
-                    self.stamp("stored_before", Some(stored.get()), None);
-                    self.stamp("stored_after", Some(stored.get()), None);
-                }
-                "clock_jump"
+            // Clock zero stands for "no document"; only the clock is known.
+            ApiError::Store(StoreError::Merge(MergeError::ClockJump { stored, .. }))
+                if stored.get() > 0 =>
+            {
+                self.stamp("stored_before", Some(stored.get()), None);
+                self.stamp("stored_after", Some(stored.get()), None);
             }
-            ApiError::Unauthenticated(_) => "unauthenticated",
-            ApiError::Denied(_) => "permission_denied",
-            ApiError::RateLimited | ApiError::TooManyWatches(_) => "rate_limited",
-            ApiError::NotFound(_) | ApiError::Store(_) => return error,
-        };
+            _ => {}
+        }
         self.span.record("settings_sync.decision", "REJECTED");
         self.span.record("settings_sync.rejection", reason);
         self.finish("REJECTED");

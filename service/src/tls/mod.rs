@@ -102,8 +102,8 @@ impl TlsArgs {
             None => builder.with_no_client_auth(),
         };
         let mut config = builder.with_cert_resolver(Arc::new(resolver));
-        // gRPC is HTTP/2 only; clients negotiate it with ALPN.
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        // gRPC needs HTTP/2; gRPC-Web from browsers may use HTTP/1.1.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Some(TlsAcceptor::from(Arc::new(config))))
     }
 }

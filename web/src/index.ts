@@ -1,0 +1,13 @@
+// The browser half of settings-sync.
+// - protocol/: stamps, their order and the adopt rule, as pure code.
+// - client/api: typed gRPC-Web calls; client/document: one document a page
+//   shows, edits and syncs; client/storage: what survives a reload;
+//   client/watch: one Watch stream per browser, shared by its tabs.
+
+export * from "./protocol/stamp.js";
+export { Replica, adopts, ClockOverflow } from "./protocol/replica.js";
+export * from "./client/api.js";
+export * from "./client/backoff.js";
+export * from "./client/storage.js";
+export * from "./client/document.js";
+export * from "./client/watch.js";
