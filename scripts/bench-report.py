@@ -50,7 +50,8 @@ def load_point(kind, c, path, series):
     }
 
 
-SERIES_STYLE = {"service": "#1f77b4", "unbatched": "#9467bd", "pgbench": "#d62728", "ceiling": "#7f7f7f"}
+SERIES_STYLE = {"service": "#1f77b4", "unbatched": "#9467bd", "patch": "#2ca02c",
+                "pgbench": "#d62728", "ceiling": "#7f7f7f"}
 
 
 def svg_panel(points, kind, metric, x0, y0, w, h, title, log_y):
@@ -100,10 +101,11 @@ def write_svg(points, path):
     parts += svg_panel(points, "sync", "p99_ms", 0, h, w, h, "Sync: p99 ms (log) vs concurrency", True)
     parts += svg_panel(points, "get", "p99_ms", w, h, w, h, "Get: p99 ms (log) vs concurrency", True)
     labels = {"service": "service (batched)", "unbatched": "service --batch-max 1",
+              "patch": "service, per-field patches (Sync)",
               "pgbench": "pgbench, same SQL", "ceiling": "gRPC alone, no store (Get)"}
     for i, (series, color) in enumerate(SERIES_STYLE.items()):
-        parts.append(f'<rect x="{40 + i * 175}" y="{2 * h + 14}" width="14" height="4" fill="{color}"/>')
-        parts.append(f'<text x="{58 + i * 175}" y="{2 * h + 20}">{labels[series]}</text>')
+        parts.append(f'<rect x="{10 + i * 166}" y="{2 * h + 14}" width="14" height="4" fill="{color}"/>')
+        parts.append(f'<text x="{28 + i * 166}" y="{2 * h + 20}">{labels[series]}</text>')
     parts.append("</svg>")
     open(path, "w").write("\n".join(parts) + "\n")
 
@@ -125,6 +127,10 @@ def summary(results, out_dir, cores):
                 row[f"{kind}_ratio_unbatched"] = unb["throughput"] / base["throughput"]
             if svc:
                 row[f"{kind}_p99_ms"] = svc["p99_ms"]
+            patch = find("patch", kind, c)
+            if patch and svc and svc["throughput"]:
+                row[f"{kind}_patch_ratio_whole"] = patch["throughput"] / svc["throughput"]
+                row[f"{kind}_patch_p99_ms"] = patch["p99_ms"]
             ceiling = find("ceiling", kind, c)
             if ceiling and base and base["throughput"]:
                 row[f"{kind}_ratio_ceiling"] = ceiling["throughput"] / base["throughput"]
@@ -151,6 +157,14 @@ def summary(results, out_dir, cores):
                   f"{f(base, 'throughput', '10.0f'):>10} {format(ratio, '6.2f') if ratio else '-':>6} "
                   f"{f(svc, 'p99_ms', '7.2f'):>7} {f(base, 'p99_ms', '7.2f'):>7} "
                   f"{f(find('ceiling', kind, c), 'throughput', '13.0f'):>13}")
+    patches = [row for row in ratios if "sync_patch_ratio_whole" in row]
+    if patches:
+        print(f"{'c':>3} {'patch Sync/s':>13} {'whole Sync/s':>13} {'patch/whole':>12} {'patch p99 ms':>13}")
+        for row in patches:
+            c = row["concurrency"]
+            print(f"{c:>3} {find('patch', 'sync', c)['throughput']:>13.0f} "
+                  f"{find('service', 'sync', c)['throughput']:>13.0f} "
+                  f"{row['sync_patch_ratio_whole']:>12.2f} {row['sync_patch_p99_ms'] or 0:>13.2f}")
     if watch:
         per = watch.get("bytes_per_stream")
         print(f"watch: {watch['streams_open']}/{watch['streams_requested']} idle streams open, "

@@ -9,7 +9,8 @@
 # (scripts/bench-sync.sql) and its primary-key read (scripts/bench-get.sql);
 # then the release server (batched, as deployed) and the same server with
 # --batch-max 1 (one statement per request) are driven by
-# settings-sync-load with the same keys, stamps and clients. Before every
+# settings-sync-load with the same keys, stamps and clients; the batched
+# server also takes the same writes as per-field patches. Before every
 # phase the documents are reset (scripts/bench-reset.sql). The same Gets
 # also go to load/examples/grpc_ceiling.rs, which answers them from memory:
 # what gRPC alone sustains on these cores, with no store. Last, 10,000
@@ -108,13 +109,14 @@ pgbench_point() {
   python3 scripts/bench-report.py pgbench "$kind" "$c" "$WORK/pgbench.out" "$WORK"/pgb.* >>"$RESULTS"
 }
 
-# service_point SERIES KIND C: appends one JSON line.
+# service_point SERIES KIND C [LOAD FLAGS...]: appends one JSON line.
 service_point() {
   local series=$1 kind=$2 c=$3 reads=0
+  shift 3
   [ "$kind" = get ] && reads=1
   reset
   "$LOAD" --endpoint "$ENDPOINT" --concurrency "$c" --duration "$SECONDS_PER_POINT" \
-    --documents "$DOCUMENTS" --tenants "$TENANTS" --reads "$reads" --json >"$WORK/load.json" 2>"$WORK/load.err" \
+    --documents "$DOCUMENTS" --tenants "$TENANTS" --reads "$reads" "$@" --json >"$WORK/load.json" 2>"$WORK/load.err" \
     || { cat "$WORK/load.err" >&2; exit 1; }
   python3 scripts/bench-report.py load "$kind" "$c" "$WORK/load.json" "$series" >>"$RESULTS"
 }
@@ -126,6 +128,9 @@ for c in $CONCURRENCY; do
   pgbench_point get scripts/bench-get.sql "$c"
   service_point service sync "$c"
   service_point service get "$c"
+  # The same writes as per-field patches of one field each. The documents
+  # start whole (the reset), so each one's first patch also opts it in.
+  service_point patch sync "$c" --patch-fields
 done
 start_server unbatched --batch-max 1
 for c in $CONCURRENCY; do

@@ -6,7 +6,7 @@ use settings_sync_client::{unavailable_if_connection_lost, wire};
 use std::future::Future;
 use std::time::Duration;
 
-use settings_sync_protocol::{Document, DocumentKey, Versioned};
+use settings_sync_protocol::{Document, DocumentKey, Stamp, Versioned};
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -95,7 +95,34 @@ pub async fn sync(
         stamp: Some((&write.stamp).into()),
         ..Default::default()
     };
-    match within(timeout, caller.sync(request)).await {
+    decided(within(timeout, caller.sync(request)).await)
+}
+
+/// A per-field write of one field, as `--patch-fields` sends it.
+pub async fn patch(
+    caller: &mut Caller,
+    key: &DocumentKey,
+    stamp: &Stamp,
+    field: &str,
+    value_json: &str,
+    timeout: Duration,
+) -> Outcome {
+    let request = wire::SyncRequest {
+        key: Some(key.into()),
+        stamp: Some(stamp.into()),
+        patch: Some(wire::FieldPatch {
+            edits: vec![wire::FieldEdit {
+                field: field.to_owned(),
+                op: Some(wire::field_edit::Op::SetJson(value_json.to_owned())),
+            }],
+        }),
+        ..Default::default()
+    };
+    decided(within(timeout, caller.sync(request)).await)
+}
+
+fn decided(answer: Result<tonic::Response<wire::SyncResponse>, Status>) -> Outcome {
+    match answer {
         Ok(reply) => match wire::Decision::try_from(reply.into_inner().decision) {
             Ok(wire::Decision::Applied) => Outcome::Decided("APPLIED"),
             Ok(wire::Decision::Stale) => Outcome::Decided("STALE"),

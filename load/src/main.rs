@@ -92,6 +92,11 @@ pub struct Args {
     /// end of the run. Every UNAVAILABLE is still counted as an error.
     #[arg(long)]
     pub retry_unavailable: bool,
+    /// Syncs send a per-field patch setting one top-level field of the
+    /// value (drawn at random) under the write's stamp, instead of the whole
+    /// document: the documents become field-merged on their first patch.
+    #[arg(long, conflicts_with = "verify_writes")]
+    pub patch_fields: bool,
     /// Values carry their own stamp; after the run every document with an
     /// acknowledged write (APPLIED or UNCHANGED) is read back and must hold
     /// that write or one with a larger stamp. Reports the writes lost.

@@ -123,6 +123,15 @@ impl Worker {
                 true,
                 caller::sync(&mut self.caller, key, write, timeout).await,
             ),
+            Call::Patch {
+                key,
+                stamp,
+                field,
+                value,
+            } => (
+                true,
+                caller::patch(&mut self.caller, key, stamp, field, value, timeout).await,
+            ),
             Call::Get(key) => (false, caller::get(&mut self.caller, key, timeout).await),
         }
     }

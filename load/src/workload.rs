@@ -45,11 +45,20 @@ pub struct Workload {
     clock_base: u64,
     value: Value,
     stamped_values: bool,
+    /// With `--patch-fields`: the value's fields, one of which each write sets.
+    patch_fields: Option<Vec<(String, String)>>,
 }
 
 pub enum Call {
     Get(DocumentKey),
     Sync(DocumentKey, Versioned),
+    /// A per-field write: `field` set to the JSON text `value` at `stamp`.
+    Patch {
+        key: DocumentKey,
+        stamp: Stamp,
+        field: String,
+        value: String,
+    },
 }
 
 /// One worker's position in the workload.
@@ -68,6 +77,13 @@ impl Workload {
             "--conflict-rate is a fraction"
         );
         let json: serde_json::Value = serde_json::from_str(VALUE_JSON)?;
+        let patch_fields = args.patch_fields.then(|| {
+            json.as_object()
+                .expect("VALUE_JSON is an object")
+                .iter()
+                .map(|(field, value)| (field.clone(), value.to_string()))
+                .collect()
+        });
         Ok(Workload {
             documents: args.documents,
             tenants: args.tenants.min(args.documents),
@@ -76,6 +92,7 @@ impl Workload {
             clock_base: args.clock_base,
             value: Value::from_json(json)?,
             stamped_values: args.verify_writes,
+            patch_fields,
         })
     }
 
@@ -113,6 +130,15 @@ impl Workload {
             Clock::new(clock).expect("clocks stay far below the maximum"),
             worker.writer.clone(),
         );
+        if let Some(fields) = &self.patch_fields {
+            let (field, value) = &fields[rng.random_range(0..fields.len())];
+            return Call::Patch {
+                key: self.key(index),
+                stamp,
+                field: field.clone(),
+                value: value.clone(),
+            };
+        }
         let value = if self.stamped_values {
             stamped_value(&stamp)
         } else {
