@@ -181,6 +181,27 @@ describe("per-field documents in Chromium", () => {
     await second.close();
   });
 
+  test("two tabs of one browser and a second browser, each editing its own field at once", async () => {
+    const user = uniqueUser("tabs");
+    const [first, second] = [await world.browser.newContext(), await world.browser.newContext()];
+    const tabs = [await openDemo(first, world, user, PAGE), await openDemo(first, world, user, PAGE), await openDemo(second, world, user, PAGE)] as const;
+    const [a, b, c] = tabs.map((t) => t.page) as [Page, Page, Page];
+    await Promise.all([click(a, "email"), click(b, "airport-SEA"), click(c, "reset")]);
+    const stored = await waitConverged(world, user, [a, b, c], 30_000, NAME);
+    // The reset (a whole-document write) and the two field edits are
+    // concurrent: each field ends on its largest stamp, on every page.
+    const [email, sea, reset] = [await ownStamp(tabs[0], "email"), await ownStamp(tabs[1], "airports"), await ownStamp(tabs[2], "email")];
+    const merged = { airports: compareStamps(sea, reset) > 0 ? ["SEA"] : [], email: compareStamps(email, reset) > 0 };
+    expect(stored.state.value).toEqual(merged);
+    // Then one tab adds an airport while the other browser toggles email.
+    await Promise.all([click(a, "airport-BOS"), click(c, "email")]);
+    const last = await waitConverged(world, user, [a, b, c], 30_000, NAME);
+    expect(last.state.value).toEqual({ airports: [...merged.airports, "BOS"].sort(), email: !merged.email });
+    checkAll([...tabs]);
+    await first.close();
+    await second.close();
+  });
+
   test.skipIf(PAGE !== "/fields/")("the checks catch a client that adopts whole documents (a planted bug)", async () => {
     let caught = "";
     const pages: DemoPage[] = [];
