@@ -8,8 +8,18 @@ import {
   Decision as WireDecision,
   SettingsSync,
   type Document as WireDocument,
+  type FieldRegisters as WireRegisters,
+  type Stamp as WireStamp,
 } from "../gen/settingssync/v1/settings_sync_pb.js";
-import { isValue, isWriterId, type Versioned } from "../protocol/stamp.js";
+import {
+  fromParts,
+  fromWrite,
+  type FieldDocument,
+  type FieldEntry,
+  type FieldWrite,
+  type Floor,
+} from "../protocol/fields.js";
+import { canonicalJson, isValue, isWriterId, type Stamp, type Versioned } from "../protocol/stamp.js";
 
 export interface DocumentKey {
   readonly tenant: string;
@@ -24,6 +34,27 @@ export interface StoredDocument {
   readonly key: DocumentKey;
   readonly state: Versioned;
   readonly revision: bigint;
+  /**
+   * The per-field registers behind `state`, only while the document holds
+   * a patch (docs/protocol.md, "Per-field merge"); absent, every field is
+   * at `state.stamp`. Plain data, so it crosses a BroadcastChannel.
+   */
+  readonly fields?: Registers;
+}
+
+/** A field-merged document's registers as the wire carries them. */
+export interface Registers {
+  readonly floor: Floor | null;
+  /** Every listed field's stamp; a name missing from the value is a field tombstone. */
+  readonly stamps: ReadonlyMap<string, Stamp>;
+}
+
+/** The answer to a per-field write. */
+export interface FieldSyncReply {
+  readonly document: StoredDocument;
+  readonly decision: Decision;
+  /** The decision for every field the write spoke of. */
+  readonly fieldDecisions: ReadonlyMap<string, Decision>;
 }
 
 export interface SyncReply {
@@ -83,6 +114,35 @@ export class SettingsApi {
       { signal },
     );
     return { document: toDocument(reply.document), decision: toDecision(reply.decision) };
+  }
+
+  /**
+   * A per-field client's write: a patch (`SyncRequest.patch`), or a whole
+   * document with `per_field` set. Answered field by field.
+   */
+  async syncFields(key: DocumentKey, write: FieldWrite, signal?: AbortSignal): Promise<FieldSyncReply> {
+    const change = write.change;
+    const request =
+      "patch" in change
+        ? {
+            key,
+            stamp: write.stamp,
+            perField: true,
+            patch: {
+              edits: [...change.patch].map(([field, op]) => ({
+                field,
+                op: "set" in op
+                  ? { case: "setJson" as const, value: JSON.stringify(op.set) }
+                  : { case: "delete" as const, value: true },
+              })),
+            },
+          }
+        : { key, stamp: write.stamp, perField: true, valueJson: canonicalJson(change.whole) };
+    const reply = await this.#client.sync(request, { signal });
+    const fieldDecisions = new Map(
+      Object.entries(reply.fieldDecisions).map(([name, decision]) => [name, toDecision(decision)] as const),
+    );
+    return { document: toDocument(reply.document), decision: toDecision(reply.decision), fieldDecisions };
   }
 
   /** The stored document, or null if it was never written. */
@@ -187,7 +247,42 @@ export function toDocument(document: WireDocument | undefined): StoredDocument {
     key: { tenant, owner, name },
     state: { value, stamp: { clock, writer } },
     revision: document.revision,
+    ...(document.fields ? { fields: toRegisters(document.fields) } : {}),
   };
+}
+
+function toRegisters(registers: WireRegisters): Registers {
+  const stamp = (s: WireStamp | undefined): Stamp => {
+    if (!s || !isWriterId(s.writer)) throw new InvalidResponse("a field register without a valid stamp");
+    return { clock: s.clock, writer: s.writer };
+  };
+  const floor = registers.floor ? { stamp: stamp(registers.floor.stamp), deleted: registers.floor.deleted } : null;
+  return { floor, stamps: new Map(Object.entries(registers.stamps).map(([field, s]) => [field, stamp(s)] as const)) };
+}
+
+/**
+ * A stored document as the per-field merge sees it: its registers, each
+ * listed field's value taken from the merged value (missing there: a field
+ * tombstone); without registers, exactly its one whole-document write.
+ */
+export function fieldDocumentOf(document: StoredDocument): FieldDocument {
+  const { state, fields } = document;
+  if (!fields) return fromWrite({ stamp: state.stamp, change: { whole: state.value } });
+  const value = state.value;
+  const entries = new Map<string, FieldEntry>();
+  for (const [field, stamp] of fields.stamps) {
+    entries.set(
+      field,
+      value !== null && Object.hasOwn(value, field)
+        ? { stamp, tombstone: false, value: value[field] }
+        : { stamp, tombstone: true },
+    );
+  }
+  try {
+    return fromParts(fields.floor, entries);
+  } catch (error) {
+    throw new InvalidResponse(error instanceof Error ? error.message : String(error));
+  }
 }
 
 function withToken(token: () => string | undefined): Interceptor {

@@ -13,16 +13,16 @@ export interface Persisted {
   readonly acknowledged: Stamp | null;
 }
 
-export interface Persistence {
-  load(): Persisted | undefined;
-  save(state: Persisted): void;
+export interface Persistence<T = Persisted> {
+  load(): T | undefined;
+  save(state: T): void;
   /** Forgets the record (a reset). */
   clear(): void;
   /**
    * Calls `changed` when another tab changed the record, with undefined
    * when the record (or all site storage) was cleared.
    */
-  watch(changed: (state: Persisted | undefined) => void): () => void;
+  watch(changed: (state: T | undefined) => void): () => void;
 }
 
 /** Bigints as decimal strings: JSON has no 64-bit integers. */
@@ -67,46 +67,61 @@ function decodeStamp(raw: unknown): Stamp {
   return { clock: decodeClock(s.clock), writer: s.writer };
 }
 
-/** The record in `localStorage`, shared by the browser's tabs of one origin. */
-export class LocalStoragePersistence implements Persistence {
+/** How a record is written as text and read back (undefined: unreadable). */
+export interface Codec<T> {
+  encode(state: T): string;
+  decode(text: string | null): T | undefined;
+}
+
+/** A record in `localStorage`, shared by the browser's tabs of one origin. */
+export class LocalStorageRecord<T> implements Persistence<T> {
   readonly #key: string;
+  readonly #codec: Codec<T>;
 
-  constructor(recordKey: string) {
+  constructor(recordKey: string, codec: Codec<T>) {
     this.#key = recordKey;
+    this.#codec = codec;
   }
 
-  load(): Persisted | undefined {
-    return decode(localStorage.getItem(this.#key));
+  load(): T | undefined {
+    return this.#codec.decode(localStorage.getItem(this.#key));
   }
 
-  save(state: Persisted): void {
-    localStorage.setItem(this.#key, encode(state));
+  save(state: T): void {
+    localStorage.setItem(this.#key, this.#codec.encode(state));
   }
 
   clear(): void {
     localStorage.removeItem(this.#key);
   }
 
-  watch(changed: (state: Persisted | undefined) => void): () => void {
+  watch(changed: (state: T | undefined) => void): () => void {
     const listener = (event: StorageEvent) => {
       if (event.storageArea !== localStorage) return;
       if (event.key === null) changed(undefined);
-      else if (event.key === this.#key) changed(decode(event.newValue));
+      else if (event.key === this.#key) changed(this.#codec.decode(event.newValue));
     };
     addEventListener("storage", listener);
     return () => { removeEventListener("storage", listener); };
   }
 }
 
-/** A record in memory: for a client that keeps nothing across reloads. */
-export class MemoryPersistence implements Persistence {
-  #state: Persisted | undefined;
+/** The whole-document record in `localStorage`. */
+export class LocalStoragePersistence extends LocalStorageRecord<Persisted> {
+  constructor(recordKey: string) {
+    super(recordKey, { encode, decode });
+  }
+}
 
-  load(): Persisted | undefined {
+/** A record in memory: for a client that keeps nothing across reloads. */
+export class MemoryPersistence<T = Persisted> implements Persistence<T> {
+  #state: T | undefined;
+
+  load(): T | undefined {
     return this.#state;
   }
 
-  save(state: Persisted): void {
+  save(state: T): void {
     this.#state = state;
   }
 

@@ -87,6 +87,8 @@ async function servingAddress(server: ChildProcess): Promise<string> {
 export interface Shown {
   readonly stamp: string;
   readonly value: string;
+  /** The per-field page's `data-registers`: every field's stamp and value ("" elsewhere). */
+  readonly registers: string;
 }
 
 export interface DemoPage {
@@ -106,18 +108,18 @@ export async function openDemo(
 ): Promise<DemoPage> {
   const page = await context.newPage();
   const shown: Shown[] = [];
-  await page.exposeBinding("__recordShown", (_source, stamp: string, value: string) => {
+  await page.exposeBinding("__recordShown", (_source, stamp: string, value: string, registers: string) => {
     const last = shown.at(-1);
-    if (stamp && (last?.stamp !== stamp || last.value !== value)) shown.push({ stamp, value });
+    if (stamp && (last?.stamp !== stamp || last.value !== value || last.registers !== registers)) shown.push({ stamp, value, registers });
   });
   await page.addInitScript(() => {
-    const record = (window as unknown as { __recordShown: (s: string, v: string) => void }).__recordShown;
+    const record = (window as unknown as { __recordShown: (s: string, v: string, r: string) => void }).__recordShown;
     document.addEventListener("DOMContentLoaded", () => {
       const app = document.getElementById("app");
       if (!app) return;
       new MutationObserver(() => {
-        record(app.dataset.stamp ?? "", app.dataset.value ?? "");
-      }).observe(app, { attributes: true, attributeFilter: ["data-stamp", "data-value"] });
+        record(app.dataset.stamp ?? "", app.dataset.value ?? "", app.dataset.registers ?? "");
+      }).observe(app, { attributes: true, attributeFilter: ["data-stamp", "data-value", "data-registers"] });
     });
   });
   page.on("pageerror", (error) => {
@@ -150,12 +152,35 @@ export function assertNoFlicker(label: string, shown: Shown[]): void {
   }
 }
 
+/**
+ * The per-field P3: no page ever shows a field's older value after a newer
+ * one. Per field, the stamp that governs it (its own, else the floor's)
+ * never decreases, and one stamp always comes with one value.
+ */
+export function assertNoFieldFlicker(label: string, shown: Shown[]): void {
+  const last = new Map<string, { stamp: string; value: string | null }>();
+  for (const state of shown) {
+    if (!state.registers) continue;
+    const registers = JSON.parse(state.registers) as Record<string, { stamp: string; value: string | null }>;
+    for (const [name, before] of last) {
+      const after = registers[name] ?? { stamp: "", value: null };
+      const order = after.stamp === "" ? (before.stamp === "" ? 0 : -1) : before.stamp === "" ? 1 : compareStamps(parseStamp(after.stamp), parseStamp(before.stamp));
+      if (order < 0 || (order === 0 && after.value !== before.value)) {
+        throw new Error(
+          `P3: ${label} showed field ${name} at ${before.stamp || "nothing"} = ${before.value} and then at ${after.stamp || "nothing"} = ${after.value}\nall: ${JSON.stringify(shown.map((s) => s.registers))}`,
+        );
+      }
+    }
+    for (const [name, register] of Object.entries(registers)) last.set(name, register);
+  }
+}
+
 /** P1: every page shows the backend's stamp and value, nothing pending. */
-export async function waitConverged(world: World, owner: string, pages: Page[], timeoutMs = 30_000): Promise<StoredDocument> {
+export async function waitConverged(world: World, owner: string, pages: Page[], timeoutMs = 30_000, name = "alerts"): Promise<StoredDocument> {
   const deadline = Date.now() + timeoutMs;
   let seen = "";
   for (;;) {
-    const stored = await world.get(owner);
+    const stored = await world.get(owner, name);
     const states = await Promise.all(
       pages.map((p) =>
         p.evaluate(() => {
