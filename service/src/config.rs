@@ -118,6 +118,21 @@ pub struct ServeArgs {
         default_value_t = 86_400
     )]
     pub change_retention_seconds: u64,
+    /// How long overridden values (the override log, ListOverrides) are
+    /// kept, in seconds.
+    #[arg(
+        long,
+        env = "SETTINGS_SYNC_OVERRIDE_RETENTION_SECONDS",
+        default_value_t = 7 * 86_400
+    )]
+    pub override_retention_seconds: u64,
+    /// Most overridden values kept per document (the newest).
+    #[arg(
+        long,
+        env = "SETTINGS_SYNC_MAX_OVERRIDES_PER_DOCUMENT",
+        default_value_t = 20
+    )]
+    pub max_overrides_per_document: usize,
     /// How often each watched tenant's change history is polled, in milliseconds.
     #[arg(long, env = "SETTINGS_SYNC_WATCH_POLL_MS", default_value_t = 50)]
     pub watch_poll_ms: u64,
@@ -227,6 +242,13 @@ impl ServeArgs {
 
     pub fn change_retention(&self) -> Duration {
         Duration::from_secs(self.change_retention_seconds)
+    }
+
+    pub fn override_retention(&self) -> crate::store::OverrideRetention {
+        crate::store::OverrideRetention {
+            retention: Duration::from_secs(self.override_retention_seconds),
+            max_per_document: self.max_overrides_per_document,
+        }
     }
 
     pub fn health_interval(&self) -> Duration {
