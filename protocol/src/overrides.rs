@@ -68,6 +68,15 @@ pub struct Lost {
     pub kind: OverrideKind,
 }
 
+/// One recorded override of a document, as the log lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Override {
+    /// Position in the log: larger is newer; pages resume below it.
+    pub id: i64,
+    pub lost: Lost,
+    pub recorded_at: std::time::SystemTime,
+}
+
 /// JSON text of a value as records keep it (canonical: `serde_json`
 /// serializes object keys in order).
 fn text(value: &serde_json::Value) -> String {

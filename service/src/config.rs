@@ -50,6 +50,17 @@ pub enum Command {
         after_help = "Example:\n  settings-sync query acme alerts '{\"airports\":[\"SEA\"]}'"
     )]
     Query(crate::cli::QueryArgs),
+    /// Print a document's overridden values (writes that lost), newest
+    /// first: one JSON line each, with the id `reapply` takes.
+    #[command(after_help = "Example:\n  settings-sync overrides acme alice alerts")]
+    Overrides(crate::cli::OverridesArgs),
+    /// Write an overridden value again, under a fresh stamp (an ordinary
+    /// Sync), and print the outcome.
+    #[command(
+        after_help = "Example:\n  settings-sync reapply acme alice alerts 17\n\n\
+        An id the document's override log does not hold exits with code 3."
+    )]
+    Reapply(crate::cli::ReapplyArgs),
     /// Follow a tenant's changes: one JSON line per change on stdout,
     /// progress on stderr.
     #[command(after_help = "Examples:\n  \

@@ -13,7 +13,7 @@
 //! never records twice. A caller is answered STALE only once that insert
 //! committed: an acknowledged losing write is always in the log.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use settings_sync_protocol::overrides::{Lost, OverrideKind};
@@ -21,14 +21,7 @@ use settings_sync_protocol::{Clock, DocumentKey, Stamp, WriterId};
 
 use super::StoreError;
 
-/// One recorded override of one document.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Override {
-    /// Position in the log: larger is newer; pages resume below it.
-    pub id: i64,
-    pub lost: Lost,
-    pub recorded_at: SystemTime,
-}
+pub use settings_sync_protocol::overrides::Override;
 
 /// How long, and how many per document, overrides are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
