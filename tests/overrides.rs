@@ -24,14 +24,11 @@ const POLICY: MergePolicy = MergePolicy { max_clock_jump: 4 };
 
 /// (field, losing stamp) → (value, winner, kind): what the log says of a
 /// document, one entry per losing write (and field).
-type Log = BTreeMap<(Option<String>, Stamp), (Option<serde_json::Value>, Stamp, &'static str)>;
+type Log = BTreeMap<LogKey, LogEntry>;
+type LogKey = (Option<String>, Stamp);
+type LogEntry = (Option<serde_json::Value>, Stamp, &'static str);
 
-fn entry(
-    lost: Lost,
-) -> (
-    (Option<String>, Stamp),
-    (Option<serde_json::Value>, Stamp, &'static str),
-) {
+fn entry(lost: Lost) -> (LogKey, LogEntry) {
     let value = lost.value.map(|v| serde_json::from_str(&v).expect("JSON"));
     (
         (lost.field, lost.stamp),
@@ -238,4 +235,55 @@ async fn sqlite_prunes_overrides_to_the_newest_per_document_and_by_age() {
 #[tokio::test]
 async fn postgres_prunes_overrides_to_the_newest_per_document_and_by_age() {
     pruning_keeps_the_newest_and_drops_the_expired(&postgres_store().await).await;
+}
+
+fn field_patch(clock: u64, writer: &str, field: &str, value: serde_json::Value) -> FieldWrite {
+    FieldWrite {
+        stamp: write(clock, writer, serde_json::json!({})).stamp,
+        change: Change::Patch([(field.to_owned(), FieldOp::Set(value))].into()),
+    }
+}
+
+/// Over the wire, per field: the phone's alerts lose to the laptop's, the
+/// theme of neither; the log names the field, and `reapply` patches just
+/// that field back under a fresh stamp.
+async fn a_lost_field_is_listed_and_reapplied_as_a_patch(backend: settings_sync_tests::Backend) {
+    let server = settings_sync_tests::TestServer::start(backend).await;
+    let mut client = server.client().await;
+    let key = DocumentKey::parse("acme", "alice", "alerts").unwrap();
+    let sent = [
+        field_patch(1, "phone", "email", serde_json::json!(true)),
+        field_patch(2, "laptop", "theme", serde_json::json!("dark")),
+        field_patch(3, "laptop", "email", serde_json::json!(false)),
+    ];
+    for w in &sent {
+        client.sync_fields(&key, w).await.unwrap();
+    }
+    let page = client.list_overrides(&key, 0, None).await.unwrap();
+    assert_eq!(page.overrides.len(), 1, "{page:?}");
+    let lost = &page.overrides[0];
+    assert_eq!(lost.lost.field.as_deref(), Some("email"));
+    assert_eq!(lost.lost.value.as_deref(), Some("true"));
+    assert_eq!(lost.lost.winner, sent[2].stamp);
+    let reply = client.reapply(&key, lost).await.unwrap();
+    assert_eq!(reply.decision, settings_sync_protocol::Decision::Applied);
+    assert_eq!(
+        reply.document.state.value.to_json(),
+        serde_json::json!({"email": true, "theme": "dark"}),
+        "only the lost field came back"
+    );
+    assert_eq!(reply.document.state.stamp.clock.get(), 4);
+    let page = client.list_overrides(&key, 1, None).await.unwrap();
+    assert_eq!(page.overrides[0].lost.stamp, sent[2].stamp, "newest first");
+    assert!(page.next_page_token.is_some(), "a second page follows");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_field_is_listed_and_reapplied_as_a_patch_in_sqlite() {
+    a_lost_field_is_listed_and_reapplied_as_a_patch(settings_sync_tests::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_field_is_listed_and_reapplied_as_a_patch_in_postgres() {
+    a_lost_field_is_listed_and_reapplied_as_a_patch(settings_sync_tests::Backend::Postgres).await;
 }
