@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use settings_sync::server::Application;
 use settings_sync::store::{
-    DocumentStore, FieldOutcome, PostgresStore, QueryPage, QuerySpec, StoreError, SyncOutcome,
+    DocumentStore, FieldOutcome, Override, PostgresStore, QueryPage, QuerySpec, StoreError,
+    SyncOutcome,
 };
 use settings_sync_client::Client;
 use settings_sync_protocol::fields::FieldWrite;
@@ -162,6 +163,25 @@ impl DocumentStore for ReadThenWriteStore {
 
     async fn compact(&self, older_than: SystemTime) -> Result<u64, StoreError> {
         self.inner.compact(older_than).await
+    }
+
+    async fn list_overrides(
+        &self,
+        key: &DocumentKey,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Override>, StoreError> {
+        self.inner.list_overrides(key, before, limit).await
+    }
+
+    async fn prune_overrides(
+        &self,
+        older_than: SystemTime,
+        max_per_document: usize,
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .prune_overrides(older_than, max_per_document)
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

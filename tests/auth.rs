@@ -60,6 +60,7 @@ async fn snapshot(server: &TestServer, tokens: &Tokens) -> BTreeMap<String, Docu
 enum Rpc {
     Sync,
     Get,
+    ListOverrides,
     BatchGet,
     Query,
     WatchOwner,
@@ -92,6 +93,13 @@ async fn call(client: &mut Client, rpc: Rpc, tenant: &str, owner: &str) -> Resul
         Rpc::Get => raw
             .get(v1::GetRequest {
                 key: Some((&target).into()),
+            })
+            .await
+            .map(drop),
+        Rpc::ListOverrides => raw
+            .list_overrides(v1::ListOverridesRequest {
+                key: Some((&target).into()),
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -143,6 +151,7 @@ async fn every_caller_gets_exactly_the_access_the_rules_give_and_refusals_change
             [
                 (Sync, ok),
                 (Get, ok),
+                (ListOverrides, ok),
                 (BatchGet, ok),
                 (Query, denied),
                 (WatchOwner, ok),
@@ -157,6 +166,7 @@ async fn every_caller_gets_exactly_the_access_the_rules_give_and_refusals_change
             [
                 (Sync, denied),
                 (Get, denied),
+                (ListOverrides, denied),
                 (BatchGet, denied),
                 (Query, denied),
                 (WatchOwner, denied),
@@ -171,6 +181,7 @@ async fn every_caller_gets_exactly_the_access_the_rules_give_and_refusals_change
             [
                 (Sync, denied),
                 (Get, denied),
+                (ListOverrides, denied),
                 (BatchGet, denied),
                 (Query, denied),
                 (WatchOwner, denied),
@@ -185,6 +196,7 @@ async fn every_caller_gets_exactly_the_access_the_rules_give_and_refusals_change
             [
                 (Sync, ok),
                 (Get, ok),
+                (ListOverrides, ok),
                 (BatchGet, ok),
                 (Query, ok),
                 (WatchOwner, ok),
@@ -199,6 +211,7 @@ async fn every_caller_gets_exactly_the_access_the_rules_give_and_refusals_change
             [
                 (Sync, denied),
                 (Get, denied),
+                (ListOverrides, denied),
                 (BatchGet, denied),
                 (Query, denied),
                 (WatchOwner, denied),

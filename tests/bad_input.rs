@@ -367,10 +367,51 @@ async fn check_bad_input_changes_nothing(backend: Backend) {
         }
     }
 
+    let list =
+        |key: Option<v1::DocumentKey>, page_size: i32, token: &str| v1::ListOverridesRequest {
+            key,
+            page_size,
+            page_token: token.into(),
+        };
+    let alice = Some((&key("alice")).into());
+    let query_token = settings_sync::api::query::page_token(
+        &settings_sync_protocol::Id::parse("owner", "alice").unwrap(),
+    );
+    for (case, request) in [
+        ("list overrides without key", list(None, 0, "")),
+        ("list overrides with bad owner", list(bad_key("a b"), 0, "")),
+        (
+            "list overrides with negative page size",
+            list(alice.clone(), -1, ""),
+        ),
+        (
+            "list overrides with page size over 100",
+            list(alice.clone(), 101, ""),
+        ),
+        (
+            "list overrides with forged token",
+            list(alice.clone(), 0, "not a token!"),
+        ),
+        (
+            "list overrides with a Query token",
+            list(alice.clone(), 0, &query_token),
+        ),
+    ] {
+        match raw.list_overrides(request).await {
+            Err(status) if status.code() == Code::InvalidArgument => {}
+            other => failures.push(format!("{case}: {:?}", other.map(|_| "accepted"))),
+        }
+    }
+
     assert!(
         failures.is_empty(),
         "bad input was mishandled:\n{}",
         failures.join("\n")
+    );
+    let log = client.list_overrides(&key("alice"), 0, None).await.unwrap();
+    assert!(
+        log.overrides.is_empty(),
+        "a refused write recorded nothing: {log:?}"
     );
     assert_eq!(
         client.get(&key("alice")).await.unwrap(),

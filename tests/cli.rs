@@ -272,3 +272,73 @@ fn help_shows_an_example_for_each_client_command_and_the_exit_codes() {
     assert!(help.contains("3 document not found"), "{help}");
     assert!(help.contains("6 server unreachable"), "{help}");
 }
+
+/// `overrides` lists what lost, newest first; `reapply` writes one again
+/// under a fresh stamp, and what it replaces is listed in turn.
+async fn overrides_and_reapply(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let endpoint = server.endpoint();
+    let put = |value: &'static str, clock: &'static str, writer: &'static str| {
+        let endpoint = endpoint.clone();
+        async move {
+            let args = [
+                "put", "acme", "alice", "alerts", value, "--clock", clock, "--writer", writer,
+            ];
+            let output = run(&endpoint, &args).await;
+            assert_eq!(output.status.code(), Some(0), "{output:?}");
+            stdout_json(&output)[0]["decision"].clone()
+        }
+    };
+    assert_eq!(put(r#"{"email":true}"#, "5", "tab-a").await, "APPLIED");
+    assert_eq!(put(r#"{"email":false}"#, "3", "tab-b").await, "STALE");
+    assert_eq!(put(r#"{"email":"daily"}"#, "7", "tab-c").await, "APPLIED");
+
+    let listed = run(&endpoint, &["overrides", "acme", "alice", "alerts"]).await;
+    assert_eq!(listed.status.code(), Some(0), "{listed:?}");
+    let lines = stdout_json(&listed);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert_eq!(lines[0]["kind"], "overtaken");
+    assert_eq!(lines[0]["lost_value"], json!({"email": true}));
+    assert_eq!(
+        lines[0]["lost_stamp"],
+        json!({"clock": 5, "writer": "tab-a"})
+    );
+    assert_eq!(
+        lines[0]["winner_stamp"],
+        json!({"clock": 7, "writer": "tab-c"})
+    );
+    assert_eq!(lines[1]["kind"], "stale");
+    assert_eq!(lines[1]["lost_value"], json!({"email": false}));
+    assert_eq!(lines[1]["field"], Value::Null);
+
+    let id = lines[1]["id"].as_i64().expect("an id").to_string();
+    let reapplied = run(&endpoint, &["reapply", "acme", "alice", "alerts", &id]).await;
+    assert_eq!(reapplied.status.code(), Some(0), "{reapplied:?}");
+    let reply = &stdout_json(&reapplied)[0];
+    assert_eq!(reply["decision"], "APPLIED");
+    assert_eq!(reply["value"], json!({"email": false}));
+    assert_eq!(
+        reply["stamp"]["clock"], 8,
+        "a fresh stamp past the stored one"
+    );
+
+    let listed = stdout_json(&run(&endpoint, &["overrides", "acme", "alice", "alerts"]).await);
+    assert_eq!(listed.len(), 3);
+    assert_eq!(
+        listed[0]["lost_stamp"],
+        json!({"clock": 7, "writer": "tab-c"})
+    );
+
+    let unknown = run(&endpoint, &["reapply", "acme", "alice", "alerts", "999999"]).await;
+    assert_fails(&unknown, 3, "has no override 999999");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overrides_lists_what_lost_and_reapply_writes_it_again_in_sqlite() {
+    overrides_and_reapply(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overrides_lists_what_lost_and_reapply_writes_it_again_in_postgres() {
+    overrides_and_reapply(Backend::Postgres).await;
+}

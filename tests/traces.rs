@@ -231,9 +231,13 @@ async fn a_stale_write_records_the_newer_stamp_it_lost_to() {
     }
     assert_attr(&span, "settings_sync.revision", "1");
     assert_attr(&span, "rpc.grpc.status_code", "0");
-    // The refused guarded write, then the read-back of what won.
+    // The refused guarded write, the read-back of what won, and the
+    // override log's record of the write that lost (before the answer).
     let names: Vec<_> = children.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["INSERT documents", "SELECT documents"]);
+    assert_eq!(
+        names,
+        ["INSERT documents", "SELECT documents", "INSERT overrides"]
+    );
     assert!(children.iter().all(|c| c.trace_id == span.trace_id));
 }
 

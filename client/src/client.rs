@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 use settings_sync_proto::convert::{WireError, field_write_request, parse_decision};
 use settings_sync_proto::v1;
 use settings_sync_proto::v1::settings_sync_client::SettingsSyncClient;
-use settings_sync_protocol::fields::{FieldReport, FieldWrite};
-use settings_sync_protocol::{Decision, Document, DocumentKey, Versioned};
+use settings_sync_protocol::fields::{Change, FieldOp, FieldReport, FieldWrite};
+use settings_sync_protocol::overrides::Override;
+use settings_sync_protocol::{
+    Clock, Decision, Document, DocumentKey, Stamp, Value, ValueError, Versioned,
+};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -219,6 +222,85 @@ impl Client {
                 .map(Document::try_from)
                 .collect::<Result<_, _>>()?,
             next_page_token: Some(reply.next_page_token).filter(|t| !t.is_empty()),
+        })
+    }
+}
+
+/// A page of one document's override log, newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverridesPage {
+    pub overrides: Vec<Override>,
+    /// Pass to the next `list_overrides` call; `None` on the last page.
+    pub next_page_token: Option<String>,
+}
+
+impl Client {
+    /// The values of the document at `key` that lost (arrived stale, or
+    /// were overtaken), newest first; `page_size` 0 means 20.
+    pub async fn list_overrides(
+        &mut self,
+        key: &DocumentKey,
+        page_size: i32,
+        page_token: Option<String>,
+    ) -> Result<OverridesPage, Error> {
+        let request = v1::ListOverridesRequest {
+            key: Some(key.into()),
+            page_size,
+            page_token: page_token.unwrap_or_default(),
+        };
+        let reply = self.inner.list_overrides(request).await?.into_inner();
+        Ok(OverridesPage {
+            overrides: (reply.overrides.into_iter())
+                .map(Override::try_from)
+                .collect::<Result<_, _>>()?,
+            next_page_token: Some(reply.next_page_token).filter(|t| !t.is_empty()),
+        })
+    }
+
+    /// Writes a lost value again, as a fresh edit: an ordinary Sync under a
+    /// fresh stamp past the document's (a new writer id, clock one past the
+    /// stored clock), so it wins unless someone writes meanwhile. A lost
+    /// field is sent as a patch of that field (set, or deleted if it lost
+    /// as absent); a lost whole document as a whole document, per field if
+    /// the document holds a patch (a whole-document client may not write
+    /// it then). Answers the write's decision and the stored document.
+    pub async fn reapply(
+        &mut self,
+        key: &DocumentKey,
+        lost: &Override,
+    ) -> Result<SyncReply, Error> {
+        let current = self.get(key).await?;
+        let clock = current
+            .as_ref()
+            .map_or(Clock::ZERO, |d| d.state.stamp.clock)
+            .max(lost.lost.winner.clock)
+            .tick();
+        let stamp = Stamp::new(clock, crate::local::fresh_writer_id());
+        let value: Option<serde_json::Value> = match &lost.lost.value {
+            Some(text) => Some(
+                serde_json::from_str(text)
+                    .map_err(|e| WireError::Value(ValueError::NotJson(e.to_string())))?,
+            ),
+            None => None,
+        };
+        let patched = current.as_ref().is_some_and(|d| d.fields.is_some());
+        let change = match (&lost.lost.field, value) {
+            (Some(field), Some(v)) => Change::Patch([(field.clone(), FieldOp::Set(v))].into()),
+            (Some(field), None) => Change::Patch([(field.clone(), FieldOp::Delete)].into()),
+            (None, v) => {
+                let value = Value::from_json(v.unwrap_or(serde_json::Value::Null))
+                    .map_err(WireError::Value)?;
+                if !patched {
+                    let reply = self.sync(key, &Versioned { value, stamp }).await?;
+                    return Ok(reply);
+                }
+                Change::Whole(value)
+            }
+        };
+        let reply = self.sync_fields(key, &FieldWrite { stamp, change }).await?;
+        Ok(SyncReply {
+            document: reply.document,
+            decision: reply.report.decision,
         })
     }
 }

@@ -28,7 +28,9 @@ mod local;
 mod local_fields;
 pub mod trace;
 
-pub use client::{Client, Error, FieldSyncReply, QueryPage, SyncReply, TracedChannel};
+pub use client::{
+    Client, Error, FieldSyncReply, OverridesPage, QueryPage, SyncReply, TracedChannel,
+};
 pub use connection::unavailable_if_connection_lost;
 pub use local::LocalDocument;
 pub use local_fields::LocalFieldDocument;

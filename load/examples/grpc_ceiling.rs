@@ -69,6 +69,13 @@ impl SettingsSync for Fixed {
     async fn watch(&self, _: Request<v1::WatchRequest>) -> Result<Response<WatchStream>, Status> {
         Err(Status::unimplemented("the ceiling server only answers Get"))
     }
+
+    async fn list_overrides(
+        &self,
+        _: Request<v1::ListOverridesRequest>,
+    ) -> Result<Response<v1::ListOverridesResponse>, Status> {
+        Err(Status::unimplemented("the ceiling server only answers Get"))
+    }
 }
 
 #[tokio::main]

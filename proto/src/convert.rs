@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use settings_sync_protocol::fields::{
     Change, FieldDocument, FieldEntry, FieldOp, FieldWrite, Floor, NotJoinForm, Patch,
 };
+use settings_sync_protocol::overrides::{Lost, Override, OverrideKind};
 use settings_sync_protocol::{
     Clock, ClockError, Decision, Document, DocumentKey, IdError, Stamp, Value, ValueError,
     ValueLimits, Versioned, WriterId, WriterIdError,
@@ -287,6 +288,55 @@ impl TryFrom<v1::Document> for Document {
             fields,
             revision: document.revision,
             updated_at,
+        })
+    }
+}
+
+impl From<&Override> for v1::Override {
+    fn from(o: &Override) -> Self {
+        let kind = match o.lost.kind {
+            OverrideKind::ArrivedStale => v1::OverrideKind::ArrivedStale,
+            OverrideKind::Overtaken => v1::OverrideKind::Overtaken,
+        };
+        v1::Override {
+            id: o.id,
+            field: o.lost.field.clone().unwrap_or_default(),
+            lost_value_json: o.lost.value.clone().unwrap_or_else(|| "null".to_owned()),
+            lost_stamp: Some((&o.lost.stamp).into()),
+            winner_stamp: Some((&o.lost.winner).into()),
+            kind: kind.into(),
+            recorded_at: Some(o.recorded_at.into()),
+        }
+    }
+}
+
+/// An override as the server sent it.
+impl TryFrom<v1::Override> for Override {
+    type Error = WireError;
+
+    fn try_from(o: v1::Override) -> Result<Self, WireError> {
+        let kind = match v1::OverrideKind::try_from(o.kind) {
+            Ok(v1::OverrideKind::ArrivedStale) => OverrideKind::ArrivedStale,
+            Ok(v1::OverrideKind::Overtaken) => OverrideKind::Overtaken,
+            _ => return Err(WireError::Missing("kind")),
+        };
+        let value: serde_json::Value = serde_json::from_str(&o.lost_value_json)
+            .map_err(|e| WireError::Value(ValueError::NotJson(e.to_string())))?;
+        let recorded_at = (o.recorded_at)
+            .map(SystemTime::try_from)
+            .transpose()
+            .map_err(|_| WireError::Timestamp)?
+            .ok_or(WireError::Missing("recorded_at"))?;
+        Ok(Override {
+            id: o.id,
+            lost: Lost {
+                field: (!o.field.is_empty()).then_some(o.field),
+                value: (!value.is_null()).then(|| value.to_string()),
+                stamp: parse_sent_stamp(o.lost_stamp)?,
+                winner: parse_sent_stamp(o.winner_stamp)?,
+                kind,
+            },
+            recorded_at,
         })
     }
 }

@@ -10,6 +10,7 @@
 //! - [`value`]: document values (a JSON object, or a tombstone).
 //! - [`merge`]: the backend's merge and its decision.
 //! - [`replica`]: the client half: local edits and the adopt rule.
+//! - [`overrides`]: which writes a merge made lose, and how.
 //! - [`contains`]: JSON containment, the filter of the `Query` read.
 //! - [`fields`]: the opt-in per-field mode: patches, per-field stamps and
 //!   their merge (the rules; the API carries them in a later release).
@@ -19,6 +20,7 @@ pub mod document;
 pub mod fields;
 pub mod key;
 pub mod merge;
+pub mod overrides;
 pub mod replica;
 pub mod stamp;
 pub mod value;

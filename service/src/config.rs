@@ -50,6 +50,17 @@ pub enum Command {
         after_help = "Example:\n  settings-sync query acme alerts '{\"airports\":[\"SEA\"]}'"
     )]
     Query(crate::cli::QueryArgs),
+    /// Print a document's overridden values (writes that lost), newest
+    /// first: one JSON line each, with the id `reapply` takes.
+    #[command(after_help = "Example:\n  settings-sync overrides acme alice alerts")]
+    Overrides(crate::cli::OverridesArgs),
+    /// Write an overridden value again, under a fresh stamp (an ordinary
+    /// Sync), and print the outcome.
+    #[command(
+        after_help = "Example:\n  settings-sync reapply acme alice alerts 17\n\n\
+        An id the document's override log does not hold exits with code 3."
+    )]
+    Reapply(crate::cli::ReapplyArgs),
     /// Follow a tenant's changes: one JSON line per change on stdout,
     /// progress on stderr.
     #[command(after_help = "Examples:\n  \
@@ -118,6 +129,21 @@ pub struct ServeArgs {
         default_value_t = 86_400
     )]
     pub change_retention_seconds: u64,
+    /// How long overridden values (the override log, ListOverrides) are
+    /// kept, in seconds.
+    #[arg(
+        long,
+        env = "SETTINGS_SYNC_OVERRIDE_RETENTION_SECONDS",
+        default_value_t = 7 * 86_400
+    )]
+    pub override_retention_seconds: u64,
+    /// Most overridden values kept per document (the newest).
+    #[arg(
+        long,
+        env = "SETTINGS_SYNC_MAX_OVERRIDES_PER_DOCUMENT",
+        default_value_t = 20
+    )]
+    pub max_overrides_per_document: usize,
     /// How often each watched tenant's change history is polled, in milliseconds.
     #[arg(long, env = "SETTINGS_SYNC_WATCH_POLL_MS", default_value_t = 50)]
     pub watch_poll_ms: u64,
@@ -227,6 +253,13 @@ impl ServeArgs {
 
     pub fn change_retention(&self) -> Duration {
         Duration::from_secs(self.change_retention_seconds)
+    }
+
+    pub fn override_retention(&self) -> crate::store::OverrideRetention {
+        crate::store::OverrideRetention {
+            retention: Duration::from_secs(self.override_retention_seconds),
+            max_per_document: self.max_overrides_per_document,
+        }
     }
 
     pub fn health_interval(&self) -> Duration {

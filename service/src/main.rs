@@ -41,6 +41,8 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Put(put) => cli::put(put).await,
         Command::Delete(delete) => cli::delete(delete).await,
         Command::Query(query) => cli::query(query).await,
+        Command::Overrides(args) => cli::overrides(args).await,
+        Command::Reapply(args) => cli::reapply(args).await,
         Command::Watch(watch) => cli::watch(watch).await,
         Command::Health(health) => cli::health(health).await,
     }

@@ -23,7 +23,7 @@ use crate::config::ServeArgs;
 use crate::cors::{AllowedOrigins, CorsLayer};
 use crate::feed::FeedHub;
 use crate::limits::{RateLimiter, WatchSlots};
-use crate::store::{Database, DocumentStore, PostgresStore};
+use crate::store::{Database, DocumentStore, OverrideRetention, PostgresStore};
 use crate::telemetry::RpcTrace;
 use crate::telemetry::db::DbSystem;
 use crate::telemetry::metrics;
@@ -96,7 +96,11 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
         let feeds = Arc::new(FeedHub::new(store.clone(), args.feed_config()));
-        let compaction_task = tokio::spawn(compact_history(store.clone(), args.change_retention()));
+        let compaction_task = tokio::spawn(compact_history(
+            store.clone(),
+            args.change_retention(),
+            args.override_retention(),
+        ));
         let watch_slots = Arc::new(WatchSlots::new(args.caps.max_watch_streams_per_identity));
         let api = SyncApi::new(store, feeds, args.limits()).with_watch_slots(watch_slots);
         let api =
@@ -236,13 +240,32 @@ async fn watch_readiness<S: DocumentStore>(
     }
 }
 
-/// Drops change history older than the retention period, once a minute.
-/// Every replica runs it; the statements are idempotent.
-async fn compact_history<S: DocumentStore>(store: Arc<S>, retention: Duration) {
-    let mut interval =
-        tokio::time::interval(Duration::from_secs(60).min(retention.max(Duration::from_secs(1))));
+/// Drops change history older than the retention period, and overrides
+/// past theirs or past the number kept per document, once a minute (or
+/// more often under a shorter retention). Every replica runs it; the
+/// statements are idempotent.
+async fn compact_history<S: DocumentStore>(
+    store: Arc<S>,
+    retention: Duration,
+    overrides: OverrideRetention,
+) {
+    let period = Duration::from_secs(60)
+        .min(retention)
+        .min(overrides.retention)
+        .max(Duration::from_secs(1));
+    let mut interval = tokio::time::interval(period);
     loop {
         interval.tick().await;
+        if let Some(cutoff) = std::time::SystemTime::now().checked_sub(overrides.retention) {
+            match store
+                .prune_overrides(cutoff, overrides.max_per_document)
+                .await
+            {
+                Ok(0) => {}
+                Ok(dropped) => tracing::info!(dropped, "pruned overrides"),
+                Err(error) => tracing::warn!(%error, "pruning overrides failed"),
+            }
+        }
         let Some(cutoff) = std::time::SystemTime::now().checked_sub(retention) else {
             continue;
         };

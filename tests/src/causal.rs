@@ -28,6 +28,10 @@ pub enum Property {
     P3NoFlicker,
     P4Monotonic,
     P5NothingAppliedLost,
+    /// P5 made observable: an acknowledged write that is not the final
+    /// state is missing from the override log, or listed twice, or the log
+    /// lists a write nobody was answered for.
+    P5OverrideLog,
     /// The backend answered a state no browser wrote: a value paired with a
     /// stamp it was not made with (the backend invented a stamp).
     Integrity,
@@ -74,6 +78,8 @@ pub struct History {
     observations: usize,
     last_backend: Option<Versioned>,
     applied: Vec<EditId>,
+    /// Every write the backend answered (any decision), by stamp.
+    acknowledged: BTreeSet<Stamp>,
 }
 
 impl History {
@@ -232,7 +238,67 @@ impl History {
         if decision == Decision::Applied {
             self.applied.push(id);
         }
+        self.acknowledged.insert(sent.stamp.clone());
         Ok(())
+    }
+
+    /// P5 made observable: the override log of the document (each entry a
+    /// losing stamp and the stamp it lost to) lists every acknowledged
+    /// write that is not the final state `last` exactly once, each lost to
+    /// a larger stamp, and nothing else. (A write that reached the backend
+    /// but whose reply was lost or held is acknowledged too: the backend
+    /// answered it.)
+    pub fn check_override_log(
+        &self,
+        last: Option<&Versioned>,
+        log: &[(Stamp, Stamp)],
+    ) -> Result<(), Violation> {
+        let mut seen = BTreeSet::new();
+        for (lost, winner) in log {
+            if !seen.insert(lost.clone()) {
+                return violation(
+                    Property::P5OverrideLog,
+                    format!("{} is in the override log twice", self.stamp_name(lost)),
+                );
+            }
+            if winner <= lost {
+                return violation(
+                    Property::P5OverrideLog,
+                    format!("{} lost to the smaller {winner}", self.stamp_name(lost)),
+                );
+            }
+        }
+        let last = last.map(|s| &s.stamp);
+        let want: BTreeSet<Stamp> = (self.acknowledged.iter())
+            .filter(|s| Some(*s) != last)
+            .cloned()
+            .collect();
+        if let Some(missing) = want.difference(&seen).next() {
+            return violation(
+                Property::P5OverrideLog,
+                format!(
+                    "{} was acknowledged and is not the final state, but the override log does not list it",
+                    self.stamp_name(missing)
+                ),
+            );
+        }
+        if let Some(extra) = seen.difference(&want).next() {
+            return violation(
+                Property::P5OverrideLog,
+                format!(
+                    "the override log lists {}, which no answer lost",
+                    self.stamp_name(extra)
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    fn stamp_name(&self, stamp: &Stamp) -> String {
+        match self.by_stamp.get(stamp) {
+            Some(&id) => self.name(Some(&self.writes[id as usize])),
+            None => stamp.to_string(),
+        }
     }
 
     /// P3 for one browser: what it shows changed from `before` to `after`.
@@ -344,6 +410,33 @@ mod tests {
             h.observe_backend(Some(&bumped)).unwrap_err().property,
             Property::Integrity
         );
+    }
+
+    #[test]
+    fn an_override_log_missing_a_loser_or_listing_one_twice_breaks_p5_observable() {
+        let (mut h, mut k) = (History::default(), Knowledge::default());
+        let a = edit(&mut h, &mut k, 1, "x");
+        let b = edit(&mut h, &mut k, 2, "x");
+        let c = edit(&mut h, &mut k, 3, "x");
+        h.decided(&a, Decision::Applied, Some(&a)).unwrap();
+        h.decided(&c, Decision::Applied, Some(&c)).unwrap();
+        h.decided(&b, Decision::Stale, Some(&c)).unwrap();
+        let full = [
+            (a.stamp.clone(), c.stamp.clone()),
+            (b.stamp.clone(), c.stamp.clone()),
+        ];
+        assert!(h.check_override_log(Some(&c), &full).is_ok());
+        let missing = h.check_override_log(Some(&c), &full[..1]).unwrap_err();
+        assert_eq!(missing.property, Property::P5OverrideLog);
+        assert!(missing.detail.contains("does not list"), "{missing}");
+        let twice = [full[0].clone(), full[1].clone(), full[1].clone()];
+        assert!(h.check_override_log(Some(&c), &twice).is_err());
+        let winner_listed = [
+            full[0].clone(),
+            full[1].clone(),
+            (c.stamp.clone(), c.stamp.clone()),
+        ];
+        assert!(h.check_override_log(Some(&c), &winner_listed).is_err());
     }
 
     #[test]

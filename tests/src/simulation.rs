@@ -19,7 +19,7 @@ use std::fmt;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRng, TestRunner};
 use rand::Rng;
 use settings_sync_client::{Client, Error};
-use settings_sync_protocol::{Document, DocumentKey, Versioned};
+use settings_sync_protocol::{Document, DocumentKey, Stamp, Versioned};
 use tokio::runtime::Runtime;
 
 use crate::browsers::{Browser, Variant};
@@ -149,7 +149,31 @@ impl Run<'_> {
             }
         }
         self.converged("after the late replies").await?;
-        self.history.check_applied_kept(last.as_ref())
+        self.history.check_applied_kept(last.as_ref())?;
+        let log = self.override_log().await?;
+        self.history.check_override_log(last.as_ref(), &log)
+    }
+
+    /// The document's override log as (losing stamp, winning stamp), read
+    /// through the first replica (they share one database).
+    async fn override_log(&self) -> Result<Vec<(Stamp, Stamp)>, Violation> {
+        let mut client = self.clients[0].clone();
+        let (mut log, mut token) = (Vec::new(), None);
+        loop {
+            let page = client
+                .list_overrides(&self.key, 100, token)
+                .await
+                .map_err(|e| rejected("the checker", 0, &e))?;
+            log.extend(
+                page.overrides
+                    .into_iter()
+                    .map(|o| (o.lost.stamp, o.lost.winner)),
+            );
+            token = page.next_page_token;
+            if token.is_none() {
+                return Ok(log);
+            }
+        }
     }
 
     fn say(&mut self, line: String) {

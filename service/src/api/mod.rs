@@ -192,6 +192,31 @@ impl<S: DocumentStore> SettingsSync for SyncApi<S> {
         }))
     }
 
+    async fn list_overrides(
+        &self,
+        request: Request<v1::ListOverridesRequest>,
+    ) -> Result<Response<v1::ListOverridesResponse>, Status> {
+        let caller = caller(&request)?;
+        let page = query::OverridesPage::from_request(request.into_inner(), &self.limits)
+            .map_err(ApiError::from)?;
+        authorize(&caller, Access::ListOverrides(&page.key)).map_err(ApiError::from)?;
+        // One more than asked: it only tells that another page follows.
+        let mut found = (self.store)
+            .list_overrides(&page.key, page.before, page.limit + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let more = found.len() > page.limit;
+        found.truncate(page.limit);
+        let next_page_token = match found.last() {
+            Some(last) if more => query::overrides_token(last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(v1::ListOverridesResponse {
+            overrides: found.iter().map(Into::into).collect(),
+            next_page_token,
+        }))
+    }
+
     type WatchStream = WatchStream;
 
     async fn watch(

@@ -41,6 +41,53 @@ impl FromRequest<v1::QueryRequest> for QuerySpec {
     }
 }
 
+/// `ListOverrides`: one document's override log, a page of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverridesPage {
+    pub key: settings_sync_protocol::DocumentKey,
+    /// List ids below this one (the last of the previous page).
+    pub before: Option<i64>,
+    pub limit: usize,
+}
+
+const DEFAULT_OVERRIDES_PAGE: usize = 20;
+const MAX_OVERRIDES_PAGE: usize = 100;
+
+impl FromRequest<v1::ListOverridesRequest> for OverridesPage {
+    fn from_request(request: v1::ListOverridesRequest, _: &Limits) -> Result<Self, RequestError> {
+        let key = settings_sync_proto::convert::parse_key(request.key)?;
+        let limit = match usize::try_from(request.page_size) {
+            Ok(0) => DEFAULT_OVERRIDES_PAGE,
+            Ok(n) if n <= MAX_OVERRIDES_PAGE => n,
+            _ => {
+                return Err(RequestError::PageSize {
+                    max: MAX_OVERRIDES_PAGE,
+                });
+            }
+        };
+        let before = match request.page_token.as_str() {
+            "" => None,
+            token => Some(parse_overrides_token(token).ok_or(RequestError::PageToken)?),
+        };
+        Ok(OverridesPage { key, before, limit })
+    }
+}
+
+/// Opaque to callers: the id of the previous page's last override.
+pub fn overrides_token(last_id: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("o{last_id}"))
+}
+
+fn parse_overrides_token(token: &str) -> Option<i64> {
+    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+    let id: i64 = String::from_utf8(bytes)
+        .ok()?
+        .strip_prefix('o')?
+        .parse()
+        .ok()?;
+    (id > 0).then_some(id)
+}
+
 /// Opaque to callers: the last owner of the previous page.
 pub fn page_token(after_owner: &Id) -> String {
     URL_SAFE_NO_PAD.encode(after_owner.as_str())

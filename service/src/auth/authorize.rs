@@ -3,10 +3,10 @@
 //!
 //! - Nobody crosses tenants: every key, query and watch must name the
 //!   token's tenant.
-//! - A user may Sync, Get and BatchGet only documents it owns
+//! - A user may Sync, Get, BatchGet and ListOverrides only documents it owns
 //!   (key.owner == token subject), and Watch only with owner = itself.
 //!   Query lists other owners' documents, so users may not call it.
-//! - A service may Sync, Get, BatchGet, Query and Watch anything in its
+//! - A service may Sync, Get, BatchGet, ListOverrides, Query and Watch anything in its
 //!   tenant: backend services write users' settings (the seed story).
 //! - `--insecure-no-auth` allows everything.
 
@@ -19,6 +19,8 @@ use super::{Caller, Identity, Role};
 pub enum Access<'a> {
     Sync(&'a DocumentKey),
     Get(&'a DocumentKey),
+    /// The override log of one document: whoever may Get it.
+    ListOverrides(&'a DocumentKey),
     BatchGet(&'a [DocumentKey]),
     Query {
         tenant: &'a Id,
@@ -47,7 +49,9 @@ pub fn authorize(caller: &Caller, access: Access<'_>) -> Result<(), Denied> {
         return Ok(());
     };
     match access {
-        Access::Sync(key) | Access::Get(key) => document(identity, key),
+        Access::Sync(key) | Access::Get(key) | Access::ListOverrides(key) => {
+            document(identity, key)
+        }
         Access::BatchGet(keys) => keys.iter().try_for_each(|key| document(identity, key)),
         Access::Query { tenant } => {
             same_tenant(identity, tenant)?;

@@ -30,6 +30,8 @@ pub enum CliError {
     Failed(String),
     #[error("document {0} not found")]
     NotFound(DocumentKey),
+    #[error("{key} has no override {id} (list them with `settings-sync overrides`)")]
+    OverrideNotFound { key: DocumentKey, id: i64 },
     #[error(transparent)]
     Client(#[from] settings_sync_client::Error),
     /// The server could not be reached, or says it is not serving.
@@ -54,7 +56,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => Exit::Usage,
             CliError::Failed(_) => Exit::Failed,
-            CliError::NotFound(_) => Exit::NotFound,
+            CliError::NotFound(_) | CliError::OverrideNotFound { .. } => Exit::NotFound,
             CliError::WatchEnded(_) | CliError::Unreachable(_) => Exit::Unavailable,
             CliError::Client(Error::InvalidEndpoint { .. } | Error::InvalidToken(_)) => Exit::Usage,
             CliError::Client(Error::Connect(_)) => Exit::Unavailable,

@@ -168,6 +168,84 @@ fn parse_key(tenant: &str, owner: &str, name: &str) -> Result<DocumentKey, CliEr
     DocumentKey::parse(tenant, owner, name).map_err(CliError::usage)
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct OverridesArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    pub tenant: String,
+    pub owner: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReapplyArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    pub tenant: String,
+    pub owner: String,
+    pub name: String,
+    /// The override's id, as `settings-sync overrides` prints it.
+    pub id: i64,
+}
+
+/// Prints a document's override log, newest first, one JSON line each.
+pub async fn overrides(args: OverridesArgs) -> Result<(), CliError> {
+    let key = parse_key(&args.tenant, &args.owner, &args.name)?;
+    let mut client = args.server.connect().await?;
+    let mut token = None;
+    loop {
+        let page = client.list_overrides(&key, 100, token).await?;
+        for o in &page.overrides {
+            println!("{}", override_json(o));
+        }
+        token = page.next_page_token;
+        if token.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes an overridden value again under a fresh stamp and prints the
+/// outcome, as `put` does.
+pub async fn reapply(args: ReapplyArgs) -> Result<(), CliError> {
+    let key = parse_key(&args.tenant, &args.owner, &args.name)?;
+    let mut client = args.server.connect().await?;
+    let mut token = None;
+    let found = loop {
+        let page = client.list_overrides(&key, 100, token).await?;
+        if let Some(o) = page.overrides.into_iter().find(|o| o.id == args.id) {
+            break o;
+        }
+        token = page.next_page_token;
+        if token.is_none() {
+            return Err(CliError::OverrideNotFound { key, id: args.id });
+        }
+    };
+    let reply = client.reapply(&key, &found).await?;
+    let mut out = document_json(&reply.document);
+    out["decision"] = reply.decision.as_str().into();
+    println!("{out}");
+    Ok(())
+}
+
+pub(crate) fn override_json(o: &settings_sync_protocol::overrides::Override) -> serde_json::Value {
+    let recorded_at: chrono::DateTime<chrono::Utc> = o.recorded_at.into();
+    let stamp =
+        |s: &Stamp| serde_json::json!({ "clock": s.clock.get(), "writer": s.writer.as_str() });
+    let value = (o.lost.value.as_deref())
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or(serde_json::Value::Null);
+    serde_json::json!({
+        "id": o.id,
+        "field": o.lost.field,
+        "lost_value": value,
+        "lost_stamp": stamp(&o.lost.stamp),
+        "winner_stamp": stamp(&o.lost.winner),
+        "kind": o.lost.kind.as_str(),
+        "recorded_at": recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })
+}
+
 pub async fn query(args: QueryArgs) -> Result<(), CliError> {
     let mut client = args.server.connect().await?;
     let mut token = None;

@@ -9,6 +9,7 @@
 //!
 //! - [`error`]: what a store reports, free of database types.
 //! - [`database`]: which store a database URL names.
+//! - [`overrides`]: the log of values that lost, as the stores keep it.
 //! - [`postgres`], [`sqlite`]: the two adapters; `row` is the document row
 //!   and the merge guard in the one SQL spelling both share, `registers`
 //!   the per-field stamps stored next to the value.
@@ -20,6 +21,7 @@
 
 mod database;
 mod error;
+mod overrides;
 mod postgres;
 mod registers;
 mod row;
@@ -30,12 +32,14 @@ use std::future::Future;
 use std::time::SystemTime;
 
 use settings_sync_protocol::fields::{self, FieldDocument, FieldReport, FieldWrite};
+use settings_sync_protocol::overrides::{self as losing, Lost};
 use settings_sync_protocol::{
     Clock, Decision, Document, DocumentKey, Id, MergeError, MergePolicy, Versioned, merge,
 };
 
 pub use database::{Database, UnknownScheme};
 pub use error::{Cause, StoreError};
+pub use overrides::{Override, OverrideRetention};
 pub use postgres::{BatchConfig, BatchCounts, PostgresStore};
 pub use sqlite::SqliteStore;
 
@@ -126,6 +130,23 @@ pub trait DocumentStore: Send + Sync + 'static {
         older_than: SystemTime,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// The overrides recorded for the document at `key`, newest first,
+    /// with an id below `before` (all when `None`), at most `limit`.
+    fn list_overrides(
+        &self,
+        key: &DocumentKey,
+        before: Option<i64>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Override>, StoreError>> + Send;
+
+    /// Drops overrides recorded before `older_than`, and all but the newest
+    /// `max_per_document` of each document; returns how many were dropped.
+    fn prune_overrides(
+        &self,
+        older_than: SystemTime,
+        max_per_document: usize,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Cheap round trip to the database, for readiness.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -150,6 +171,14 @@ trait GuardedWrite {
         &self,
         key: &DocumentKey,
     ) -> impl Future<Output = Result<Option<Document>, StoreError>> + Send;
+
+    /// Records values of the document at `key` that lost; a record of the
+    /// same losing stamp makes one a no-op.
+    fn record(
+        &self,
+        key: &DocumentKey,
+        lost: &[Lost],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The whole-document merge of a caller that is not a per-field client:
@@ -186,7 +215,9 @@ fn may_create(write: &Versioned, policy: MergePolicy) -> bool {
 }
 
 /// A merge on either database: the guarded write, and when the guard
-/// refuses, the row read back and named by the pure merge.
+/// refuses, the row read back and named by the pure merge. A write that
+/// arrived stale is recorded in the override log before it is answered
+/// (the guarded write records what it overtakes itself).
 async fn merge_guarded(
     db: &impl GuardedWrite,
     key: &DocumentKey,
@@ -206,6 +237,9 @@ async fn merge_guarded(
             decision => {
                 // merge() over no row is Applied or an error, so a row is here.
                 let Some(document) = stored else { continue };
+                if let Some(lost) = losing::whole(Some(&document.state), write, decision) {
+                    db.record(key, &[lost]).await?;
+                }
                 return Ok(SyncOutcome { document, decision });
             }
         }

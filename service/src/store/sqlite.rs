@@ -17,15 +17,17 @@ use sqlx::sqlite::{
 
 use tracing::Instrument;
 
+use super::overrides::{Columns, OverrideRow, before_param, limit_param, list_columns};
 use super::row::{
     self, FieldColumns, Row, jump_param, merge_on_conflict, proposed_if, row_columns,
     stored_columns, value_param,
 };
 use super::{
-    DocumentStore, FieldOutcome, GuardedWrite, QueryPage, QuerySpec, StoreError, SyncOutcome,
-    may_create, merge_fields, merge_guarded,
+    DocumentStore, FieldOutcome, GuardedWrite, Override, QueryPage, QuerySpec, StoreError,
+    SyncOutcome, may_create, merge_fields, merge_guarded,
 };
 use crate::telemetry::db::DbSystem;
+use settings_sync_protocol::overrides::{self as losing, Lost};
 
 const DB: DbSystem = DbSystem::Sqlite;
 
@@ -89,6 +91,17 @@ const CHANGES_AFTER: &str = concat!(
     " FROM changes WHERE tenant = ?1 AND revision > ?2 ORDER BY revision LIMIT ?3"
 );
 
+const RECORD: &str = "INSERT OR IGNORE INTO overrides (tenant, owner, name, field, lost_value,
+    lost_clock, lost_writer, winner_clock, winner_writer, kind, recorded_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+const LIST_OVERRIDES: &str = concat!(
+    "SELECT ",
+    list_columns!(),
+    " FROM overrides WHERE tenant = ?1 AND owner = ?2 AND name = ?3 AND id < ?4
+     ORDER BY id DESC LIMIT ?5"
+);
+
 /// Rows read per round while filtering a `Query` in Rust.
 const QUERY_SCAN_BATCH: i64 = 500;
 
@@ -130,6 +143,15 @@ impl GuardedWrite for SqliteStore {
         policy: MergePolicy,
     ) -> Result<Option<Document>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // The row this write may overtake; nothing changes it before commit.
+        let before: Option<Row> = sqlx::query_as(GET)
+            .bind(key.tenant.as_str())
+            .bind(key.owner.as_str())
+            .bind(key.name.as_str())
+            .fetch_optional(&mut *tx)
+            .instrument(DB.statement("SELECT documents", GET))
+            .await?;
+        let before = before.map(Document::try_from).transpose()?;
         let row: Option<Row> = sqlx::query_as(MERGE)
             .bind(key.tenant.as_str())
             .bind(key.owner.as_str())
@@ -146,6 +168,11 @@ impl GuardedWrite for SqliteStore {
         let Some(row) = row else {
             return Ok(None);
         };
+        let before = before.as_ref().map(|d| &d.state);
+        if let Some(lost) = losing::whole(before, write, settings_sync_protocol::Decision::Applied)
+        {
+            record_in(&mut tx, key, &[lost]).await?;
+        }
         log_and_commit(tx, row).await.map(Some)
     }
 
@@ -159,6 +186,41 @@ impl GuardedWrite for SqliteStore {
             .await?;
         row.map(Document::try_from).transpose()
     }
+
+    async fn record(&self, key: &DocumentKey, lost: &[Lost]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        record_in(&mut tx, key, lost).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Records losing values of the document at `key` in `tx`.
+async fn record_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    key: &DocumentKey,
+    lost: &[Lost],
+) -> Result<(), StoreError> {
+    let now = Utc::now();
+    for lost in lost {
+        let c = Columns::of(lost);
+        sqlx::query(RECORD)
+            .bind(key.tenant.as_str())
+            .bind(key.owner.as_str())
+            .bind(key.name.as_str())
+            .bind(c.field)
+            .bind(c.value)
+            .bind(c.lost_clock)
+            .bind(c.lost_writer)
+            .bind(c.winner_clock)
+            .bind(c.winner_writer)
+            .bind(c.kind)
+            .bind(now)
+            .execute(&mut **tx)
+            .instrument(DB.statement("INSERT overrides", RECORD))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Takes the row's revision for its tenant and logs the change, then
@@ -218,7 +280,17 @@ impl DocumentStore for SqliteStore {
             .await?;
         let stored = row.map(Document::try_from).transpose()?;
         let (report, next) = merge_fields(stored.as_ref(), write, policy)?;
+        let before = stored
+            .as_ref()
+            .map(Document::field_document)
+            .unwrap_or_default();
+        let after = next.clone().unwrap_or_else(|| before.clone());
+        let lost = losing::of_field_write(&before, &after, write, &report);
+        record_in(&mut tx, key, &lost).await?;
         let Some(next) = next else {
+            if !lost.is_empty() {
+                tx.commit().await?;
+            }
             return Ok(FieldOutcome {
                 document: stored,
                 report,
@@ -331,6 +403,47 @@ impl DocumentStore for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(deleted.rows_affected())
+    }
+
+    async fn list_overrides(
+        &self,
+        key: &DocumentKey,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Override>, StoreError> {
+        let rows: Vec<OverrideRow> = sqlx::query_as(LIST_OVERRIDES)
+            .bind(key.tenant.as_str())
+            .bind(key.owner.as_str())
+            .bind(key.name.as_str())
+            .bind(before_param(before))
+            .bind(limit_param(limit))
+            .fetch_all(&self.pool)
+            .instrument(DB.statement("SELECT overrides", LIST_OVERRIDES))
+            .await?;
+        rows.into_iter().map(|r| r.decode(key)).collect()
+    }
+
+    async fn prune_overrides(
+        &self,
+        older_than: SystemTime,
+        max_per_document: usize,
+    ) -> Result<u64, StoreError> {
+        let older_than: DateTime<Utc> = older_than.into();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let old = sqlx::query("DELETE FROM overrides WHERE recorded_at < ?1")
+            .bind(older_than)
+            .execute(&mut *tx)
+            .await?;
+        let over = sqlx::query(
+            "DELETE FROM overrides WHERE id IN (SELECT id FROM (
+                SELECT id, row_number() OVER (PARTITION BY tenant, owner, name ORDER BY id DESC) AS r
+                FROM overrides) WHERE r > ?1)",
+        )
+        .bind(limit_param(max_per_document))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(old.rows_affected() + over.rows_affected())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

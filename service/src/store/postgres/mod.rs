@@ -18,7 +18,8 @@ use settings_sync_protocol::{Document, DocumentKey, Id, MergePolicy, Versioned};
 use sqlx::postgres::PgPool;
 
 use super::{
-    DocumentStore, FieldOutcome, QueryPage, QuerySpec, StoreError, SyncOutcome, merge_guarded,
+    DocumentStore, FieldOutcome, Override, QueryPage, QuerySpec, StoreError, SyncOutcome,
+    merge_guarded,
 };
 use batch::Batches;
 pub use batch::{BatchConfig, BatchCounts};
@@ -127,6 +128,23 @@ impl DocumentStore for PostgresStore {
 
     async fn compact(&self, older_than: SystemTime) -> Result<u64, StoreError> {
         self.sql.compact(older_than).await
+    }
+
+    async fn list_overrides(
+        &self,
+        key: &DocumentKey,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Override>, StoreError> {
+        self.sql.list_overrides(key, before, limit).await
+    }
+
+    async fn prune_overrides(
+        &self,
+        older_than: SystemTime,
+        max_per_document: usize,
+    ) -> Result<u64, StoreError> {
+        self.sql.prune_overrides(older_than, max_per_document).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

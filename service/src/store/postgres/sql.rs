@@ -12,11 +12,13 @@ use tracing::Instrument;
 use super::fields::{
     FieldMergeRow, MERGE_FIELDS, MERGE_FIELDS_MANY, NumberedFieldMergeRow, WireWrite,
 };
+use crate::store::overrides::{Columns, OverrideRow, before_param, limit_param, list_columns};
 use crate::store::row::{
     self, Row, jump_param, merge_on_conflict, proposed_if, row_columns, stored_columns, value_param,
 };
-use crate::store::{FieldOutcome, GuardedWrite, QuerySpec, StoreError, may_create};
+use crate::store::{FieldOutcome, GuardedWrite, Override, QuerySpec, StoreError, may_create};
 use crate::telemetry::db::DbSystem;
+use settings_sync_protocol::overrides::{self as losing, Lost};
 
 const DB: DbSystem = DbSystem::Postgresql;
 
@@ -128,6 +130,23 @@ const CHANGES_AFTER: &str = concat!(
     "SELECT ",
     row_columns!(),
     " FROM changes WHERE tenant = $1 AND revision > $2 ORDER BY revision LIMIT $3"
+);
+
+/// Records losing values, any number of documents: a no-op for one whose
+/// losing stamp is already recorded (see `store::overrides`).
+const RECORD: &str = "INSERT INTO overrides (tenant, owner, name, field, lost_value,
+        lost_clock, lost_writer, winner_clock, winner_writer, kind, recorded_at)
+    SELECT t, o, n, f, v::jsonb, lc, lw, wc, ww, k, $11
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                $7::text[], $8::bigint[], $9::text[], $10::text[])
+        AS i(t, o, n, f, v, lc, lw, wc, ww, k)
+    ON CONFLICT DO NOTHING";
+
+const LIST_OVERRIDES: &str = concat!(
+    "SELECT ",
+    list_columns!(),
+    " FROM overrides WHERE tenant = $1 AND owner = $2 AND name = $3 AND id < $4
+     ORDER BY id DESC LIMIT $5"
 );
 
 /// A write as the statements bind it.
@@ -255,7 +274,96 @@ impl Statements {
             .fetch_one(&self.pool)
             .instrument(DB.statement("SELECT merge_fields", MERGE_FIELDS))
             .await?;
-        row.outcome(write, policy)
+        let outcome = row.outcome(write, policy)?;
+        // What it overtook, the statement recorded; what arrived stale, here.
+        self.record_many(&stale_of(key, write, &outcome)).await?;
+        Ok(outcome)
+    }
+
+    /// Records losing values of any documents in one statement.
+    pub async fn record_many(&self, lost: &[(&DocumentKey, Lost)]) -> Result<(), StoreError> {
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let columns: Vec<(&DocumentKey, Columns<'_>)> =
+            lost.iter().map(|(k, l)| (*k, Columns::of(l))).collect();
+        let text = |part: fn(&DocumentKey) -> &str| -> Vec<&str> {
+            columns.iter().map(|(k, _)| part(k)).collect()
+        };
+        sqlx::query(RECORD)
+            .bind(text(|k| k.tenant.as_str()))
+            .bind(text(|k| k.owner.as_str()))
+            .bind(text(|k| k.name.as_str()))
+            .bind(columns.iter().map(|(_, c)| c.field).collect::<Vec<_>>())
+            .bind(columns.iter().map(|(_, c)| c.value).collect::<Vec<_>>())
+            .bind(
+                columns
+                    .iter()
+                    .map(|(_, c)| c.lost_clock)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                columns
+                    .iter()
+                    .map(|(_, c)| c.lost_writer)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                columns
+                    .iter()
+                    .map(|(_, c)| c.winner_clock)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                columns
+                    .iter()
+                    .map(|(_, c)| c.winner_writer)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(columns.iter().map(|(_, c)| c.kind).collect::<Vec<_>>())
+            .bind(Utc::now())
+            .execute(&self.pool)
+            .instrument(DB.statement("INSERT overrides", RECORD))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn list_overrides(
+        &self,
+        key: &DocumentKey,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Override>, StoreError> {
+        let rows: Vec<OverrideRow> = sqlx::query_as(LIST_OVERRIDES)
+            .bind(key.tenant.as_str())
+            .bind(key.owner.as_str())
+            .bind(key.name.as_str())
+            .bind(before_param(before))
+            .bind(limit_param(limit))
+            .fetch_all(&self.pool)
+            .instrument(DB.statement("SELECT overrides", LIST_OVERRIDES))
+            .await?;
+        rows.into_iter().map(|r| r.decode(key)).collect()
+    }
+
+    pub async fn prune_overrides(
+        &self,
+        older_than: SystemTime,
+        max_per_document: usize,
+    ) -> Result<u64, StoreError> {
+        let older_than: DateTime<Utc> = older_than.into();
+        let result = sqlx::query(
+            "DELETE FROM overrides WHERE recorded_at < $1 OR id IN (
+                SELECT id FROM (
+                    SELECT id, row_number() OVER (PARTITION BY tenant, owner, name ORDER BY id DESC) AS r
+                    FROM overrides) x
+                WHERE r > $2)",
+        )
+        .bind(older_than)
+        .bind(limit_param(max_per_document))
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
     }
 
     /// The per-field merge of several writes in one statement: each merged
@@ -420,4 +528,25 @@ impl GuardedWrite for Statements {
     async fn read(&self, key: &DocumentKey) -> Result<Option<Document>, StoreError> {
         self.get(key).await
     }
+
+    async fn record(&self, key: &DocumentKey, lost: &[Lost]) -> Result<(), StoreError> {
+        let lost: Vec<(&DocumentKey, Lost)> = lost.iter().map(|l| (key, l.clone())).collect();
+        self.record_many(&lost).await
+    }
+}
+
+/// What of a per-field write arrived stale, by the document it was merged
+/// into (a stale field is the same before and after).
+pub(super) fn stale_of<'k>(
+    key: &'k DocumentKey,
+    write: &settings_sync_protocol::fields::FieldWrite,
+    outcome: &FieldOutcome,
+) -> Vec<(&'k DocumentKey, Lost)> {
+    let stored = (outcome.document.as_ref())
+        .map(Document::field_document)
+        .unwrap_or_default();
+    losing::arrived_stale(&stored, write, &outcome.report)
+        .into_iter()
+        .map(|l| (key, l))
+        .collect()
 }

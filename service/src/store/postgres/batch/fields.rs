@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tracing::{Instrument, Span};
 
 use super::Shared;
+use crate::store::postgres::sql::stale_of;
 use crate::store::{FieldOutcome, StoreError};
 
 /// One caller's per-field write, waiting for its answer.
@@ -88,8 +89,25 @@ async fn run_one_statement(shared: &Shared, policy: MergePolicy, jobs: Vec<Field
         FieldAnswers::ByWrite => answers,
         FieldAnswers::PlantedReversed => planted_reversed(&jobs, answers),
     };
+    // What overtook something, the statement recorded (the trigger); what
+    // arrived stale is recorded here in one statement before any answer.
+    let lost: Vec<_> = (jobs.iter().zip(&answers))
+        .filter_map(|(job, answer)| Some(stale_of(&job.key, &job.write, answer.as_ref().ok()?)))
+        .flatten()
+        .collect();
+    let recorded = shared.sql.record_many(&lost).await;
+    let stale_keys: Vec<(DocumentKey, settings_sync_protocol::Stamp)> = (lost.iter())
+        .map(|(k, l)| ((*k).clone(), l.stamp.clone()))
+        .collect();
+    drop(lost);
     for (job, answer) in jobs.into_iter().zip(answers) {
-        job.answer(answer);
+        match &recorded {
+            Err(error) if stale_keys.contains(&(job.key.clone(), job.write.stamp.clone())) => {
+                let message = format!("recording the override failed: {error}");
+                job.answer(Err(StoreError::internal(message)));
+            }
+            _ => job.answer(answer),
+        }
     }
 }
 

@@ -32,6 +32,11 @@ pub(super) enum PreMerge {
     /// overtaken.
     #[cfg(test)]
     PlantedLastSubmittedWins,
+    /// A planted bug, unit tests only: the rule above, but a write pre-merged
+    /// away and answered STALE is not recorded in the override log (the one
+    /// override only write-combining produces).
+    #[cfg(test)]
+    PlantedPreMergedNotRecorded,
 }
 
 impl PreMerge {
@@ -48,6 +53,8 @@ impl PreMerge {
                 .unwrap_or(0),
             #[cfg(test)]
             PreMerge::PlantedLastSubmittedWins => jobs.len() - 1,
+            #[cfg(test)]
+            PreMerge::PlantedPreMergedNotRecorded => PreMerge::LargestStamp.candidate(jobs),
         }
     }
 
@@ -58,6 +65,18 @@ impl PreMerge {
             PreMerge::LargestStamp => false,
             #[cfg(test)]
             PreMerge::PlantedLastSubmittedWins => true,
+            #[cfg(test)]
+            PreMerge::PlantedPreMergedNotRecorded => false,
+        }
+    }
+
+    /// Whether the override of a write the statement never tried (one
+    /// pre-merged away, answered STALE against the candidate) is recorded.
+    pub(super) fn records_pre_merged(self) -> bool {
+        match self {
+            #[cfg(test)]
+            PreMerge::PlantedPreMergedNotRecorded => false,
+            _ => true,
         }
     }
 }
@@ -124,18 +143,38 @@ pub(super) enum Settled {
     Refused(Option<Document>),
 }
 
-/// Answers the callers of `group`; returns the writes for the next round.
-pub(super) fn settle(group: Group, settled: Settled, rule: PreMerge) -> Vec<Pending> {
+/// A caller's answer, decided and not yet sent: the batch first records
+/// what arrived stale (`sync::run_rounds`), then answers.
+pub(super) struct Decided {
+    pub job: Pending,
+    pub result: Result<SyncOutcome, StoreError>,
+    /// Whether the statement tried this write (false: pre-merged away).
+    pub tried: bool,
+}
+
+/// Decides the callers of `group`; returns them and the writes for the
+/// next round.
+pub(super) fn settle(
+    group: Group,
+    settled: Settled,
+    rule: PreMerge,
+) -> (Vec<Decided>, Vec<Pending>) {
     let mut retry = Vec::new();
+    let mut decided = Vec::new();
     let candidate = group.candidate;
     for (i, job) in group.jobs.into_iter().enumerate() {
+        let tried = i == candidate;
         let stored = match &settled {
-            Settled::Applied(document) if i == candidate => {
+            Settled::Applied(document) if tried => {
                 let document = document.clone();
-                job.answer(Ok(SyncOutcome {
-                    document,
-                    decision: Decision::Applied,
-                }));
+                decided.push(Decided {
+                    job,
+                    result: Ok(SyncOutcome {
+                        document,
+                        decision: Decision::Applied,
+                    }),
+                    tried,
+                });
                 continue;
             }
             Settled::Applied(document) => Some(document),
@@ -145,23 +184,35 @@ pub(super) fn settle(group: Group, settled: Settled, rule: PreMerge) -> Vec<Pend
             Ok(Decision::Applied) => match stored {
                 Some(document) if rule.overtaken_is_final() => {
                     let document = document.clone();
-                    job.answer(Ok(SyncOutcome {
-                        document,
-                        decision: Decision::Stale,
-                    }));
+                    decided.push(Decided {
+                        job,
+                        result: Ok(SyncOutcome {
+                            document,
+                            decision: Decision::Stale,
+                        }),
+                        tried,
+                    });
                 }
                 _ => retry.push(job),
             },
             Ok(decision) => match stored {
                 Some(document) => {
                     let document = document.clone();
-                    job.answer(Ok(SyncOutcome { document, decision }));
+                    decided.push(Decided {
+                        job,
+                        result: Ok(SyncOutcome { document, decision }),
+                        tried,
+                    });
                 }
                 // merge() over no row only applies or rejects.
                 None => retry.push(job),
             },
-            Err(error) => job.answer(Err(error.into())),
+            Err(error) => decided.push(Decided {
+                job,
+                result: Err(error.into()),
+                tried,
+            }),
         }
     }
-    retry
+    (decided, retry)
 }

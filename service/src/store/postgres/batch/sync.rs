@@ -8,9 +8,10 @@ use settings_sync_protocol::{Document, DocumentKey, MergePolicy};
 use tracing::{Instrument, Span};
 
 use super::Shared;
-use super::plan::{Group, Pending, Settled, plan, settle};
+use super::plan::{Decided, Group, Pending, Settled, plan, settle};
 use crate::store::postgres::sql::Candidate;
 use crate::store::{SETTLE_ATTEMPTS, StoreError, merge_guarded};
+use settings_sync_protocol::overrides::{self as losing, Lost};
 
 /// Answers every write of `jobs`, a batch of at least two.
 pub(super) async fn run(shared: Arc<Shared>, jobs: Vec<Pending>) {
@@ -80,14 +81,14 @@ async fn run_rounds(shared: &Shared, policy: MergePolicy, mut jobs: Vec<Pending>
                 Err(error) => {
                     let (lost, kept): (Vec<Group>, Vec<Group>) =
                         groups.into_iter().partition(|g| refused.contains(&g.key));
-                    jobs = settle_all(kept, &written, &stored, shared);
+                    jobs = settle_all(kept, &written, &stored, shared).await;
                     jobs.extend(lost.into_iter().flat_map(|g| g.jobs));
                     shared.fall_back("sync", jobs.len(), &error);
                     return alone(shared, jobs).await;
                 }
             }
         }
-        jobs = settle_all(groups, &written, &stored, shared);
+        jobs = settle_all(groups, &written, &stored, shared).await;
     }
     for job in jobs {
         let key = job.key.clone();
@@ -97,21 +98,62 @@ async fn run_rounds(shared: &Shared, policy: MergePolicy, mut jobs: Vec<Pending>
     }
 }
 
-fn settle_all(
+/// Decides every caller of `groups`, records in one statement what
+/// arrived stale, then answers them; returns the writes for the next round.
+async fn settle_all(
     groups: Vec<Group>,
     written: &HashMap<DocumentKey, Document>,
     stored: &HashMap<DocumentKey, Document>,
     shared: &Shared,
 ) -> Vec<Pending> {
     let mut retry = Vec::new();
+    let mut decided = Vec::new();
     for group in groups {
         let settled = match written.get(&group.key) {
             Some(document) => Settled::Applied(document.clone()),
             None => Settled::Refused(stored.get(&group.key).cloned()),
         };
-        retry.extend(settle(group, settled, shared.rule));
+        let (answers, again) = settle(group, settled, shared.rule);
+        decided.extend(answers);
+        retry.extend(again);
     }
+    answer_recorded(shared, decided).await;
     retry
+}
+
+/// What a decided write lost, if it arrived stale: exactly what the
+/// one-at-a-time merge records in the batch's sequential order (a write
+/// pre-merged away comes after the candidate, so it arrived stale).
+fn stale_of(decided: &Decided, rule: super::PreMerge) -> Option<Lost> {
+    if !decided.tried && !rule.records_pre_merged() {
+        return None;
+    }
+    let outcome = decided.result.as_ref().ok()?;
+    let stored = &outcome.document.state;
+    losing::whole(Some(stored), &decided.job.write, outcome.decision)
+        .filter(|_| outcome.decision != settings_sync_protocol::Decision::Applied)
+}
+
+/// Records the stale writes of `decided` in one statement, then answers
+/// every caller; if that statement fails, the stale ones get its error
+/// (they are not acknowledged), the others their answer.
+async fn answer_recorded(shared: &Shared, decided: Vec<Decided>) {
+    let lost: Vec<(&DocumentKey, Lost)> = decided
+        .iter()
+        .filter_map(|d| Some((&d.job.key, stale_of(d, shared.rule)?)))
+        .collect();
+    let recorded = shared.sql.record_many(&lost).await;
+    let failed = recorded.is_err() && !lost.is_empty();
+    drop(lost);
+    for d in decided {
+        match &recorded {
+            Err(error) if failed && stale_of(&d, shared.rule).is_some() => {
+                let message = format!("recording the override failed: {error}");
+                d.job.answer(Err(StoreError::internal(message)));
+            }
+            _ => d.job.answer(d.result),
+        }
+    }
 }
 
 /// When a combined statement fails, each write runs alone on the

@@ -9,7 +9,7 @@
 //! every write of a round to the batcher before its task runs, so a round
 //! is exactly one batch (several writes to one document included).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use rand::rngs::StdRng;
@@ -22,6 +22,7 @@ use sqlx::Connection;
 use tracing_subscriber::fmt::MakeWriter;
 
 use settings_sync_protocol::fields::{self, Change, FieldDocument, FieldOp, FieldWrite, Patch};
+use settings_sync_protocol::overrides;
 
 use super::{BatchConfig, Batches, FieldAnswers, PreMerge, Statements, unanswered_if_dropped};
 use crate::store::StoreError;
@@ -175,6 +176,7 @@ fn describe(w: &Versioned, answer: &Answer) -> String {
 async fn random_rounds(batches: &Batches, seed: u64, rounds: usize) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut model: BTreeMap<DocumentKey, Option<Versioned>> = BTreeMap::new();
+    let mut acked: BTreeMap<DocumentKey, BTreeSet<Stamp>> = BTreeMap::new();
     let mut applied_total = 0;
     for round in 0..rounds {
         let writes: Vec<(DocumentKey, Versioned)> = (0..rng.random_range(2..=16))
@@ -190,6 +192,12 @@ async fn random_rounds(batches: &Batches, seed: u64, rounds: usize) -> Result<()
         let mut by_key: BTreeMap<DocumentKey, Vec<(Versioned, Answer)>> = BTreeMap::new();
         for ((key, w), answer) in writes.into_iter().zip(answers) {
             applied_total += usize::from(matches!(answer, Ok((Decision::Applied, _))));
+            if answer.is_ok() {
+                acked
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(w.stamp.clone());
+            }
             by_key.entry(key).or_default().push((w, answer));
         }
         for (key, answers) in by_key {
@@ -207,7 +215,84 @@ async fn random_rounds(batches: &Batches, seed: u64, rounds: usize) -> Result<()
             model.insert(key, after);
         }
     }
-    check_change_log(batches, applied_total).await
+    check_change_log(batches, applied_total).await?;
+    check_every_loser_recorded_once(batches, &model, &acked).await
+}
+
+/// The override log as (key, field, losing stamp) → (value, winner, kind).
+type Log = BTreeMap<(DocumentKey, String, Stamp), (Option<serde_json::Value>, Stamp, String)>;
+
+async fn override_log(batches: &Batches) -> Result<Log, String> {
+    type LogRow = (
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        i64,
+        String,
+        i64,
+        String,
+        String,
+    );
+    let rows: Vec<LogRow> = sqlx::query_as(
+        "SELECT tenant, owner, name, field, lost_value::text, lost_clock, lost_writer,
+                winner_clock, winner_writer, kind FROM overrides",
+    )
+    .fetch_all(batches.shared.sql.pool())
+    .await
+    .map_err(|e| e.to_string())?;
+    let stamp = |c: i64, w: String| {
+        Stamp::new(
+            Clock::new(c as u64).expect("a stored clock"),
+            WriterId::parse(w).expect("a stored writer"),
+        )
+    };
+    let mut log = Log::new();
+    for (t, o, n, field, value, lc, lw, wc, ww, kind) in rows {
+        let key = DocumentKey::parse(&t, &o, &n).map_err(|e| e.to_string())?;
+        let value = value.map(|v| serde_json::from_str(&v).expect("stored JSON"));
+        log.insert((key, field, stamp(lc, lw)), (value, stamp(wc, ww), kind));
+    }
+    Ok(log)
+}
+
+/// P5 made observable: every acknowledged write of a document that is not
+/// its final state is in the override log, exactly once (the log is keyed
+/// by losing stamp), lost to a larger stamp; and nothing else is.
+async fn check_every_loser_recorded_once(
+    batches: &Batches,
+    model: &BTreeMap<DocumentKey, Option<Versioned>>,
+    acked: &BTreeMap<DocumentKey, BTreeSet<Stamp>>,
+) -> Result<(), String> {
+    let log = override_log(batches).await?;
+    for ((key, field, lost), (_, winner, kind)) in &log {
+        if !field.is_empty() || winner <= lost {
+            return Err(format!(
+                "{key}: a record {field:?} {lost} {kind} lost to {winner}"
+            ));
+        }
+    }
+    for (key, stamps) in acked {
+        let last = model.get(key).cloned().flatten().map(|v| v.stamp);
+        let want: BTreeSet<&Stamp> = stamps
+            .iter()
+            .filter(|s| Some(*s) != last.as_ref())
+            .collect();
+        let got: BTreeSet<&Stamp> = (log.keys())
+            .filter(|(k, _, _)| k == key)
+            .map(|(_, _, s)| s)
+            .collect();
+        if want != got {
+            let missing: Vec<String> = want.difference(&got).map(|s| s.to_string()).collect();
+            let extra: Vec<String> = got.difference(&want).map(|s| s.to_string()).collect();
+            return Err(format!(
+                "{key}: acknowledged losers not in the override log: {missing:?}; \
+                 recorded but not acknowledged losers: {extra:?}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One change row per APPLIED write, each with its own revision, and each
@@ -264,6 +349,21 @@ async fn a_batch_where_the_last_submitted_write_wins_is_caught() {
     println!("caught: {caught}");
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_batch_that_does_not_record_a_pre_merged_write_is_caught() {
+    let mut caught = None;
+    for seed in 0..4 {
+        let batches = batches(PreMerge::PlantedPreMergedNotRecorded).await;
+        if let Err(e) = random_rounds(&batches, seed, 60).await {
+            caught = Some(e);
+            break;
+        }
+    }
+    let caught = caught.expect("the planted batch must fail the override check");
+    assert!(caught.contains("not in the override log"), "{caught}");
+    println!("caught: {caught}");
+}
+
 /// A random per-field write over fields a, b, c: mostly patches, sometimes
 /// a whole document; few clocks and writers, so stamps collide and some
 /// carry other content (refused); clocks up to 8 against a jump limit of 3.
@@ -302,6 +402,7 @@ type FieldAnswer = Result<(fields::FieldReport, FieldDocument), StoreError>;
 async fn random_field_rounds(batches: &Batches, seed: u64, rounds: usize) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut model: BTreeMap<DocumentKey, FieldDocument> = BTreeMap::new();
+    let mut expected = Log::new();
     let mut changes = 0;
     for round in 0..rounds {
         let writes: Vec<(DocumentKey, FieldWrite)> = (0..rng.random_range(2..=12))
@@ -324,6 +425,15 @@ async fn random_field_rounds(batches: &Batches, seed: u64, rounds: usize) -> Res
             let want = fields::merge(state, w, POLICY).map(|report| {
                 let next = state.join_write(w);
                 changes += usize::from(next != *state);
+                for lost in overrides::of_field_write(state, &next, w, &report) {
+                    let field = lost.field.clone().unwrap_or_default();
+                    let value = lost.value.map(|v| serde_json::from_str(&v).expect("JSON"));
+                    expected.entry((key.clone(), field, lost.stamp)).or_insert((
+                        value,
+                        lost.winner,
+                        lost.kind.as_str().to_owned(),
+                    ));
+                }
                 *state = next;
                 (report, state.clone())
             });
@@ -347,6 +457,22 @@ async fn random_field_rounds(batches: &Batches, seed: u64, rounds: usize) -> Res
                     "round {round}, {key}: stored {stored:?}, expected {want:?}"
                 ));
             }
+        }
+        // The override log, exactly as the pure rule in the batch's order.
+        let log = override_log(batches).await?;
+        if log != expected {
+            let missing: Vec<_> = expected
+                .iter()
+                .filter(|(k, v)| log.get(k) != Some(v))
+                .collect();
+            let extra: Vec<_> = log
+                .iter()
+                .filter(|(k, v)| expected.get(k) != Some(v))
+                .collect();
+            return Err(format!(
+                "seed {seed}, round {round}: override log differs from the pure rule; \
+                 expected, not recorded: {missing:?}; recorded, not expected: {extra:?}"
+            ));
         }
     }
     check_change_log(batches, changes).await

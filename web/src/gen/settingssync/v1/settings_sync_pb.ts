@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file settingssync/v1/settings_sync.proto.
  */
 export const file_settingssync_v1_settings_sync: GenFile = /*@__PURE__*/
-  fileDesc("CiNzZXR0aW5nc3N5bmMvdjEvc2V0dGluZ3Nfc3luYy5wcm90bxIPc2V0dGluZ3NzeW5jLnYxIjoKC0RvY3VtZW50S2V5Eg4KBnRlbmFudBgBIAEoCRINCgVvd25lchgCIAEoCRIMCgRuYW1lGAMgASgJIiYKBVN0YW1wEg0KBWNsb2NrGAEgASgEEg4KBndyaXRlchgCIAEoCSLjAQoIRG9jdW1lbnQSKQoDa2V5GAEgASgLMhwuc2V0dGluZ3NzeW5jLnYxLkRvY3VtZW50S2V5EhIKCnZhbHVlX2pzb24YAiABKAkSJQoFc3RhbXAYAyABKAsyFi5zZXR0aW5nc3N5bmMudjEuU3RhbXASEAoIcmV2aXNpb24YBCABKAMSLgoKdXBkYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoGZmllbGRzGAYgASgLMh8uc2V0dGluZ3NzeW5jLnYxLkZpZWxkUmVnaXN0ZXJzIrsBCg5GaWVsZFJlZ2lzdGVycxIlCgVmbG9vchgBIAEoCzIWLnNldHRpbmdzc3luYy52MS5GbG9vchI7CgZzdGFtcHMYAiADKAsyKy5zZXR0aW5nc3N5bmMudjEuRmllbGRSZWdpc3RlcnMuU3RhbXBzRW50cnkaRQoLU3RhbXBzRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuc2V0dGluZ3NzeW5jLnYxLlN0YW1wOgI4ASI/CgVGbG9vchIlCgVzdGFtcBgBIAEoCzIWLnNldHRpbmdzc3luYy52MS5TdGFtcBIPCgdkZWxldGVkGAIgASgIIjcKCkZpZWxkUGF0Y2gSKQoFZWRpdHMYASADKAsyGi5zZXR0aW5nc3N5bmMudjEuRmllbGRFZGl0IkYKCUZpZWxkRWRpdBINCgVmaWVsZBgBIAEoCRISCghzZXRfanNvbhgCIAEoCUgAEhAKBmRlbGV0ZRgDIAEoCEgAQgQKAm9wIrIBCgtTeW5jUmVxdWVzdBIpCgNrZXkYASABKAsyHC5zZXR0aW5nc3N5bmMudjEuRG9jdW1lbnRLZXkSEgoKdmFsdWVfanNvbhgCIAEoCRIlCgVzdGFtcBgDIAEoCzIWLnNldHRpbmdzc3luYy52MS5TdGFtcBIqCgVwYXRjaBgEIAEoCzIbLnNldHRpbmdzc3luYy52MS5GaWVsZFBhdGNoEhEKCXBlcl9maWVsZBgFIAEoCCKGAgoMU3luY1Jlc3BvbnNlEisKCGRvY3VtZW50GAEgASgLMhkuc2V0dGluZ3NzeW5jLnYxLkRvY3VtZW50EisKCGRlY2lzaW9uGAIgASgOMhkuc2V0dGluZ3NzeW5jLnYxLkRlY2lzaW9uEkoKD2ZpZWxkX2RlY2lzaW9ucxgDIAMoCzIxLnNldHRpbmdzc3luYy52MS5TeW5jUmVzcG9uc2UuRmllbGREZWNpc2lvbnNFbnRyeRpQChNGaWVsZERlY2lzaW9uc0VudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoDjIZLnNldHRpbmdzc3luYy52MS5EZWNpc2lvbjoCOAEiNwoKR2V0UmVxdWVzdBIpCgNrZXkYASABKAsyHC5zZXR0aW5nc3N5bmMudjEuRG9jdW1lbnRLZXkiOgoLR2V0UmVzcG9uc2USKwoIZG9jdW1lbnQYASABKAsyGS5zZXR0aW5nc3N5bmMudjEuRG9jdW1lbnQiPQoPQmF0Y2hHZXRSZXF1ZXN0EioKBGtleXMYASADKAsyHC5zZXR0aW5nc3N5bmMudjEuRG9jdW1lbnRLZXkibwoQQmF0Y2hHZXRSZXNwb25zZRIsCglkb2N1bWVudHMYASADKAsyGS5zZXR0aW5nc3N5bmMudjEuRG9jdW1lbnQSLQoHbWlzc2luZxgCIAMoCzIcLnNldHRpbmdzc3luYy52MS5Eb2N1bWVudEtleSJqCgxRdWVyeVJlcXVlc3QSDgoGdGVuYW50GAEgASgJEgwKBG5hbWUYAiABKAkSFQoNY29udGFpbnNfanNvbhgDIAEoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJWCg1RdWVyeVJlc3BvbnNlEiwKCWRvY3VtZW50cxgBIAMoCzIZLnNldHRpbmdzc3luYy52MS5Eb2N1bWVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiawoMV2F0Y2hSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRINCgVvd25lchgCIAEoCRIMCgRuYW1lGAMgASgJEhsKDmFmdGVyX3JldmlzaW9uGAQgASgDSACIAQFCEQoPX2FmdGVyX3JldmlzaW9uInQKDVdhdGNoUmVzcG9uc2USKwoGY2hhbmdlGAEgASgLMhkuc2V0dGluZ3NzeW5jLnYxLkRvY3VtZW50SAASLQoIcHJvZ3Jlc3MYAiABKAsyGS5zZXR0aW5nc3N5bmMudjEuUHJvZ3Jlc3NIAEIHCgVldmVudCIcCghQcm9ncmVzcxIQCghyZXZpc2lvbhgBIAEoAypmCghEZWNpc2lvbhIYChRERUNJU0lPTl9VTlNQRUNJRklFRBAAEhQKEERFQ0lTSU9OX0FQUExJRUQQARISCg5ERUNJU0lPTl9TVEFMRRACEhYKEkRFQ0lTSU9OX1VOQ0hBTkdFRBADMvgCCgxTZXR0aW5nc1N5bmMSQwoEU3luYxIcLnNldHRpbmdzc3luYy52MS5TeW5jUmVxdWVzdBodLnNldHRpbmdzc3luYy52MS5TeW5jUmVzcG9uc2USQAoDR2V0Ehsuc2V0dGluZ3NzeW5jLnYxLkdldFJlcXVlc3QaHC5zZXR0aW5nc3N5bmMudjEuR2V0UmVzcG9uc2USTwoIQmF0Y2hHZXQSIC5zZXR0aW5nc3N5bmMudjEuQmF0Y2hHZXRSZXF1ZXN0GiEuc2V0dGluZ3NzeW5jLnYxLkJhdGNoR2V0UmVzcG9uc2USRgoFUXVlcnkSHS5zZXR0aW5nc3N5bmMudjEuUXVlcnlSZXF1ZXN0Gh4uc2V0dGluZ3NzeW5jLnYxLlF1ZXJ5UmVzcG9uc2USSAoFV2F0Y2gSHS5zZXR0aW5nc3N5bmMudjEuV2F0Y2hSZXF1ZXN0Gh4uc2V0dGluZ3NzeW5jLnYxLldhdGNoUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiNzZXR0aW5nc3N5bmMvdjEvc2V0dGluZ3Nfc3luYy5wcm90bxIPc2V0dGluZ3NzeW5jLnYxIjoKC0RvY3VtZW50S2V5Eg4KBnRlbmFudBgBIAEoCRINCgVvd25lchgCIAEoCRIMCgRuYW1lGAMgASgJIiYKBVN0YW1wEg0KBWNsb2NrGAEgASgEEg4KBndyaXRlchgCIAEoCSLjAQoIRG9jdW1lbnQSKQoDa2V5GAEgASgLMhwuc2V0dGluZ3NzeW5jLnYxLkRvY3VtZW50S2V5EhIKCnZhbHVlX2pzb24YAiABKAkSJQoFc3RhbXAYAyABKAsyFi5zZXR0aW5nc3N5bmMudjEuU3RhbXASEAoIcmV2aXNpb24YBCABKAMSLgoKdXBkYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoGZmllbGRzGAYgASgLMh8uc2V0dGluZ3NzeW5jLnYxLkZpZWxkUmVnaXN0ZXJzIrsBCg5GaWVsZFJlZ2lzdGVycxIlCgVmbG9vchgBIAEoCzIWLnNldHRpbmdzc3luYy52MS5GbG9vchI7CgZzdGFtcHMYAiADKAsyKy5zZXR0aW5nc3N5bmMudjEuRmllbGRSZWdpc3RlcnMuU3RhbXBzRW50cnkaRQoLU3RhbXBzRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuc2V0dGluZ3NzeW5jLnYxLlN0YW1wOgI4ASI/CgVGbG9vchIlCgVzdGFtcBgBIAEoCzIWLnNldHRpbmdzc3luYy52MS5TdGFtcBIPCgdkZWxldGVkGAIgASgIIjcKCkZpZWxkUGF0Y2gSKQoFZWRpdHMYASADKAsyGi5zZXR0aW5nc3N5bmMudjEuRmllbGRFZGl0IkYKCUZpZWxkRWRpdBINCgVmaWVsZBgBIAEoCRISCghzZXRfanNvbhgCIAEoCUgAEhAKBmRlbGV0ZRgDIAEoCEgAQgQKAm9wIrIBCgtTeW5jUmVxdWVzdBIpCgNrZXkYASABKAsyHC5zZXR0aW5nc3N5bmMudjEuRG9jdW1lbnRLZXkSEgoKdmFsdWVfanNvbhgCIAEoCRIlCgVzdGFtcBgDIAEoCzIWLnNldHRpbmdzc3luYy52MS5TdGFtcBIqCgVwYXRjaBgEIAEoCzIbLnNldHRpbmdzc3luYy52MS5GaWVsZFBhdGNoEhEKCXBlcl9maWVsZBgFIAEoCCKGAgoMU3luY1Jlc3BvbnNlEisKCGRvY3VtZW50GAEgASgLMhkuc2V0dGluZ3NzeW5jLnYxLkRvY3VtZW50EisKCGRlY2lzaW9uGAIgASgOMhkuc2V0dGluZ3NzeW5jLnYxLkRlY2lzaW9uEkoKD2ZpZWxkX2RlY2lzaW9ucxgDIAMoCzIxLnNldHRpbmdzc3luYy52MS5TeW5jUmVzcG9uc2UuRmllbGREZWNpc2lvbnNFbnRyeRpQChNGaWVsZERlY2lzaW9uc0VudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoDjIZLnNldHRpbmdzc3luYy52MS5EZWNpc2lvbjoCOAEiNwoKR2V0UmVxdWVzdBIpCgNrZXkYASABKAsyHC5zZXR0aW5nc3N5bmMudjEuRG9jdW1lbnRLZXkiOgoLR2V0UmVzcG9uc2USKwoIZG9jdW1lbnQYASABKAsyGS5zZXR0aW5nc3N5bmMudjEuRG9jdW1lbnQiPQoPQmF0Y2hHZXRSZXF1ZXN0EioKBGtleXMYASADKAsyHC5zZXR0aW5nc3N5bmMudjEuRG9jdW1lbnRLZXkibwoQQmF0Y2hHZXRSZXNwb25zZRIsCglkb2N1bWVudHMYASADKAsyGS5zZXR0aW5nc3N5bmMudjEuRG9jdW1lbnQSLQoHbWlzc2luZxgCIAMoCzIcLnNldHRpbmdzc3luYy52MS5Eb2N1bWVudEtleSJqCgxRdWVyeVJlcXVlc3QSDgoGdGVuYW50GAEgASgJEgwKBG5hbWUYAiABKAkSFQoNY29udGFpbnNfanNvbhgDIAEoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJWCg1RdWVyeVJlc3BvbnNlEiwKCWRvY3VtZW50cxgBIAMoCzIZLnNldHRpbmdzc3luYy52MS5Eb2N1bWVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiawoMV2F0Y2hSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRINCgVvd25lchgCIAEoCRIMCgRuYW1lGAMgASgJEhsKDmFmdGVyX3JldmlzaW9uGAQgASgDSACIAQFCEQoPX2FmdGVyX3JldmlzaW9uInQKDVdhdGNoUmVzcG9uc2USKwoGY2hhbmdlGAEgASgLMhkuc2V0dGluZ3NzeW5jLnYxLkRvY3VtZW50SAASLQoIcHJvZ3Jlc3MYAiABKAsyGS5zZXR0aW5nc3N5bmMudjEuUHJvZ3Jlc3NIAEIHCgVldmVudCIcCghQcm9ncmVzcxIQCghyZXZpc2lvbhgBIAEoAyJoChRMaXN0T3ZlcnJpZGVzUmVxdWVzdBIpCgNrZXkYASABKAsyHC5zZXR0aW5nc3N5bmMudjEuRG9jdW1lbnRLZXkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiXgoVTGlzdE92ZXJyaWRlc1Jlc3BvbnNlEiwKCW92ZXJyaWRlcxgBIAMoCzIZLnNldHRpbmdzc3luYy52MS5PdmVycmlkZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki9gEKCE92ZXJyaWRlEgoKAmlkGAEgASgDEg0KBWZpZWxkGAIgASgJEhcKD2xvc3RfdmFsdWVfanNvbhgDIAEoCRIqCgpsb3N0X3N0YW1wGAQgASgLMhYuc2V0dGluZ3NzeW5jLnYxLlN0YW1wEiwKDHdpbm5lcl9zdGFtcBgFIAEoCzIWLnNldHRpbmdzc3luYy52MS5TdGFtcBIrCgRraW5kGAYgASgOMh0uc2V0dGluZ3NzeW5jLnYxLk92ZXJyaWRlS2luZBIvCgtyZWNvcmRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqZgoIRGVjaXNpb24SGAoUREVDSVNJT05fVU5TUEVDSUZJRUQQABIUChBERUNJU0lPTl9BUFBMSUVEEAESEgoOREVDSVNJT05fU1RBTEUQAhIWChJERUNJU0lPTl9VTkNIQU5HRUQQAyprCgxPdmVycmlkZUtpbmQSHQoZT1ZFUlJJREVfS0lORF9VTlNQRUNJRklFRBAAEh8KG09WRVJSSURFX0tJTkRfQVJSSVZFRF9TVEFMRRABEhsKF09WRVJSSURFX0tJTkRfT1ZFUlRBS0VOEAIy2AMKDFNldHRpbmdzU3luYxJDCgRTeW5jEhwuc2V0dGluZ3NzeW5jLnYxLlN5bmNSZXF1ZXN0Gh0uc2V0dGluZ3NzeW5jLnYxLlN5bmNSZXNwb25zZRJACgNHZXQSGy5zZXR0aW5nc3N5bmMudjEuR2V0UmVxdWVzdBocLnNldHRpbmdzc3luYy52MS5HZXRSZXNwb25zZRJPCghCYXRjaEdldBIgLnNldHRpbmdzc3luYy52MS5CYXRjaEdldFJlcXVlc3QaIS5zZXR0aW5nc3N5bmMudjEuQmF0Y2hHZXRSZXNwb25zZRJGCgVRdWVyeRIdLnNldHRpbmdzc3luYy52MS5RdWVyeVJlcXVlc3QaHi5zZXR0aW5nc3N5bmMudjEuUXVlcnlSZXNwb25zZRJICgVXYXRjaBIdLnNldHRpbmdzc3luYy52MS5XYXRjaFJlcXVlc3QaHi5zZXR0aW5nc3N5bmMudjEuV2F0Y2hSZXNwb25zZTABEl4KDUxpc3RPdmVycmlkZXMSJS5zZXR0aW5nc3N5bmMudjEuTGlzdE92ZXJyaWRlc1JlcXVlc3QaJi5zZXR0aW5nc3N5bmMudjEuTGlzdE92ZXJyaWRlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Identifies a document. Each part: 1 to 128 bytes of ASCII letters, digits
@@ -558,6 +558,121 @@ export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
   messageDesc(file_settingssync_v1_settings_sync, 17);
 
 /**
+ * @generated from message settingssync.v1.ListOverridesRequest
+ */
+export type ListOverridesRequest = Message<"settingssync.v1.ListOverridesRequest"> & {
+  /**
+   * @generated from field: settingssync.v1.DocumentKey key = 1;
+   */
+  key?: DocumentKey | undefined;
+
+  /**
+   * 1 to 100; 0 means 20.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response's next_page_token; empty for the first page.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message settingssync.v1.ListOverridesRequest.
+ * Use `create(ListOverridesRequestSchema)` to create a new message.
+ */
+export const ListOverridesRequestSchema: GenMessage<ListOverridesRequest> = /*@__PURE__*/
+  messageDesc(file_settingssync_v1_settings_sync, 18);
+
+/**
+ * @generated from message settingssync.v1.ListOverridesResponse
+ */
+export type ListOverridesResponse = Message<"settingssync.v1.ListOverridesResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated settingssync.v1.Override overrides = 1;
+   */
+  overrides: Override[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message settingssync.v1.ListOverridesResponse.
+ * Use `create(ListOverridesResponseSchema)` to create a new message.
+ */
+export const ListOverridesResponseSchema: GenMessage<ListOverridesResponse> = /*@__PURE__*/
+  messageDesc(file_settingssync_v1_settings_sync, 19);
+
+/**
+ * One value that lost, and to which write.
+ *
+ * @generated from message settingssync.v1.Override
+ */
+export type Override = Message<"settingssync.v1.Override"> & {
+  /**
+   * Position in the document's log: larger is newer.
+   *
+   * @generated from field: int64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * Empty: the whole document; else the top-level field that lost.
+   *
+   * @generated from field: string field = 2;
+   */
+  field: string;
+
+  /**
+   * The losing value as JSON text; "null" for a delete (or, for a field,
+   * a whole-document write that left it out).
+   *
+   * @generated from field: string lost_value_json = 3;
+   */
+  lostValueJson: string;
+
+  /**
+   * @generated from field: settingssync.v1.Stamp lost_stamp = 4;
+   */
+  lostStamp?: Stamp | undefined;
+
+  /**
+   * The stamp of the write it lost to.
+   *
+   * @generated from field: settingssync.v1.Stamp winner_stamp = 5;
+   */
+  winnerStamp?: Stamp | undefined;
+
+  /**
+   * @generated from field: settingssync.v1.OverrideKind kind = 6;
+   */
+  kind: OverrideKind;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp recorded_at = 7;
+   */
+  recordedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message settingssync.v1.Override.
+ * Use `create(OverrideSchema)` to create a new message.
+ */
+export const OverrideSchema: GenMessage<Override> = /*@__PURE__*/
+  messageDesc(file_settingssync_v1_settings_sync, 20);
+
+/**
  * @generated from enum settingssync.v1.Decision
  */
 export enum Decision {
@@ -593,6 +708,37 @@ export enum Decision {
  */
 export const DecisionSchema: GenEnum<Decision> = /*@__PURE__*/
   enumDesc(file_settingssync_v1_settings_sync, 0);
+
+/**
+ * @generated from enum settingssync.v1.OverrideKind
+ */
+export enum OverrideKind {
+  /**
+   * @generated from enum value: OVERRIDE_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The write arrived with a smaller stamp than the one stored: it was
+   * answered STALE and nothing of it was stored.
+   *
+   * @generated from enum value: OVERRIDE_KIND_ARRIVED_STALE = 1;
+   */
+  ARRIVED_STALE = 1,
+
+  /**
+   * The value was stored, then a write with a larger stamp replaced it.
+   *
+   * @generated from enum value: OVERRIDE_KIND_OVERTAKEN = 2;
+   */
+  OVERTAKEN = 2,
+}
+
+/**
+ * Describes the enum settingssync.v1.OverrideKind.
+ */
+export const OverrideKindSchema: GenEnum<OverrideKind> = /*@__PURE__*/
+  enumDesc(file_settingssync_v1_settings_sync, 1);
 
 /**
  * Keeps per-user settings documents consistent between clients (browsers,
@@ -667,6 +813,22 @@ export const SettingsSync: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRequestSchema;
     output: typeof WatchResponseSchema;
+  },
+  /**
+   * Lists the values of one document that lost, newest first, paged: each
+   * write that arrived STALE and each stored value a larger stamp replaced
+   * (per field on a per-field document). Kept for
+   * --override-retention-seconds and at most --max-overrides-per-document.
+   * Authorized like Get. Re-applying one is an ordinary Sync with a fresh
+   * stamp. See "Overrides" in docs/protocol.md.
+   * Errors: INVALID_ARGUMENT (malformed key, page_size, page_token).
+   *
+   * @generated from rpc settingssync.v1.SettingsSync.ListOverrides
+   */
+  listOverrides: {
+    methodKind: "unary";
+    input: typeof ListOverridesRequestSchema;
+    output: typeof ListOverridesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_settingssync_v1_settings_sync, 0);
