@@ -197,6 +197,7 @@ impl ServeArgs {
             },
             merge: MergePolicy {
                 max_clock_jump: self.max_clock_jump,
+                max_stored_bytes: self.max_document_bytes,
             },
             max_batch_keys: self.max_batch_keys,
         }

@@ -359,7 +359,10 @@ fn the_same_stamp_with_other_content_is_refused_per_field() {
 
 #[test]
 fn clock_jumps_are_bounded_against_the_document_clock() {
-    let policy = MergePolicy { max_clock_jump: 10 };
+    let policy = MergePolicy {
+        max_clock_jump: 10,
+        ..MergePolicy::UNBOUNDED
+    };
     let stored = FieldDocument::new().join_write(&patch(stamp(5, "a"), &[("x", Some(1))]));
     let far = patch(stamp(16, "a"), &[("y", Some(1))]);
     assert!(matches!(
