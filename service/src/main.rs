@@ -40,6 +40,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Get(get) => cli::get(get).await,
         Command::Put(put) => cli::put(put).await,
         Command::Delete(delete) => cli::delete(delete).await,
+        Command::Patch(patch) => cli::patch(patch).await,
         Command::Query(query) => cli::query(query).await,
         Command::Watch(watch) => cli::watch(watch).await,
         Command::Health(health) => cli::health(health).await,
