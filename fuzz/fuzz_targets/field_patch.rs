@@ -53,7 +53,11 @@ fn check(data: &[u8]) {
     // replay as UNCHANGED, refusals are the documented ones.
     for (stored, write) in states.iter().zip(&writes) {
         let next = stored.join_write(write);
-        assert_eq!(next.join_write(write), next, "a write replayed changes nothing");
+        assert_eq!(
+            next.join_write(write),
+            next,
+            "a write replayed changes nothing"
+        );
         match merge(stored, write, MergePolicy::UNBOUNDED) {
             Ok(report) => {
                 for (name, decision) in &report.fields {
@@ -63,15 +67,23 @@ fn check(data: &[u8]) {
                             assert!(own.is_none_or(|s| *s < write.stamp), "{name}: APPLIED");
                             assert_eq!(next.stamp_of(name), Some(&write.stamp), "{name}: stored");
                         }
-                        Decision::Stale => assert!(own.is_some_and(|s| *s > write.stamp), "{name}: STALE"),
-                        Decision::Unchanged => assert_eq!(own, Some(&write.stamp), "{name}: UNCHANGED"),
+                        Decision::Stale => {
+                            assert!(own.is_some_and(|s| *s > write.stamp), "{name}: STALE")
+                        }
+                        Decision::Unchanged => {
+                            assert_eq!(own, Some(&write.stamp), "{name}: UNCHANGED")
+                        }
                     }
                 }
                 if let Change::Patch(patch) = &write.change {
-                    assert!(patch.keys().all(|name| report.fields.contains_key(name)), "every field decided");
+                    assert!(
+                        patch.keys().all(|name| report.fields.contains_key(name)),
+                        "every field decided"
+                    );
                 }
                 // A replay: what was stale stays stale, the rest UNCHANGED.
-                let again = merge(&next, write, MergePolicy::UNBOUNDED).expect("a replay is accepted");
+                let again =
+                    merge(&next, write, MergePolicy::UNBOUNDED).expect("a replay is accepted");
                 let replayed = |d: &Decision| match d {
                     Decision::Stale => Decision::Stale,
                     _ => Decision::Unchanged,
@@ -88,7 +100,10 @@ fn check(data: &[u8]) {
             Err(other) => panic!("refused without a limit: {other}"),
         }
         // A stored size limit refuses only a write that changes the document.
-        let tight = MergePolicy { max_stored_bytes: 16, ..MergePolicy::UNBOUNDED };
+        let tight = MergePolicy {
+            max_stored_bytes: 16,
+            ..MergePolicy::UNBOUNDED
+        };
         if let Err(MergeError::TooLarge { size, max }) = merge(stored, write, tight) {
             assert!(size > max && next != *stored && next.stored_size() == size);
         }
@@ -119,11 +134,17 @@ fn wire_round_trip(data: &[u8]) {
     let key = DocumentKey::parse("t", "o", "n").expect("a valid key");
     let sent = field_write_request(&key, &write);
     let again = parse_field_write(&sent.value_json, sent.patch, sent.stamp, limits);
-    assert_eq!(again.ok(), Some(write), "a parsed write re-parses to itself");
+    assert_eq!(
+        again.ok(),
+        Some(write),
+        "a parsed write re-parses to itself"
+    );
 }
 
 fn fold(start: FieldDocument, writes: &[FieldWrite]) -> FieldDocument {
-    writes.iter().fold(start, |state, write| state.join_write(write))
+    writes
+        .iter()
+        .fold(start, |state, write| state.join_write(write))
 }
 
 /// Up to 8 writes, 3 bytes of header each (clock, writer and kind, field
@@ -162,7 +183,11 @@ fn decode_writes(data: &[u8]) -> (Vec<FieldWrite>, Vec<FieldWrite>) {
             _ => Change::Patch(
                 (fields.iter())
                     .map(|(name, deleted, v)| {
-                        let op = if *deleted { FieldOp::Delete } else { FieldOp::Set(json_of(*v)) };
+                        let op = if *deleted {
+                            FieldOp::Delete
+                        } else {
+                            FieldOp::Set(json_of(*v))
+                        };
                         ((*name).to_owned(), op)
                     })
                     .collect::<Patch>(),
