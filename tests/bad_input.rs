@@ -2,7 +2,9 @@
 
 use serde_json::json;
 use settings_sync_proto::v1;
-use settings_sync_tests::fixtures::{key, write};
+use settings_sync_protocol::fields::{Change, FieldOp, FieldWrite, Patch};
+use settings_sync_protocol::{Clock, Decision, Stamp, WriterId};
+use settings_sync_tests::fixtures::{assert_refused, key, write};
 use settings_sync_tests::{Backend, TestServer};
 use tonic::Code;
 
@@ -628,4 +630,111 @@ async fn undecodable_bytes_and_invalid_utf8_are_invalid_argument_and_change_noth
     assert!(stored.revision > seeded.document.revision);
     let all = client.query("acme", "alerts", "{}", 0, None).await.unwrap();
     assert_eq!(all.documents.len(), 1, "no document was created");
+}
+
+/// A per-field write with `fields` set (to a string of `len` bytes) or
+/// deleted (`len` None), at `clock` by `tab-y`.
+fn field_write(clock: u64, fields: &[(&str, Option<usize>)]) -> FieldWrite {
+    let patch: Patch = (fields.iter())
+        .map(|(name, len)| {
+            let op = len.map_or(FieldOp::Delete, |n| FieldOp::Set(json!("x".repeat(n))));
+            ((*name).to_owned(), op)
+        })
+        .collect();
+    FieldWrite {
+        stamp: Stamp::new(
+            Clock::new(clock).unwrap(),
+            WriterId::parse("tab-y").unwrap(),
+        ),
+        change: Change::Patch(patch),
+    }
+}
+
+/// Each patch is within --max-document-bytes, but the merged document
+/// would not be: refused with the status of a value over the limit,
+/// changing nothing; a write that stays within it still applies; field
+/// tombstones count. Concurrent writes (combined into one statement on
+/// PostgreSQL, `--batch-window-us`) are each judged on their own.
+async fn check_stored_size_cap(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        &["--max-document-bytes", "1000", "--batch-window-us", "20000"],
+    )
+    .await;
+    let mut client = server.client().await;
+    let alice = key("alice");
+    for (clock, name) in [(1, "a"), (2, "b")] {
+        let reply = client
+            .sync_fields(&alice, &field_write(clock, &[(name, Some(400))]))
+            .await
+            .unwrap();
+        assert_eq!(reply.report.decision, Decision::Applied);
+    }
+    let before = client.get(&alice).await.unwrap().unwrap();
+    // {"a":"…400…","b":"…400…"} is 817 bytes; a third field of 400 is not.
+    let status = client
+        .sync_fields(&alice, &field_write(3, &[("c", Some(400))]))
+        .await
+        .unwrap_err();
+    let settings_sync_client::Error::Status(status) = status else {
+        panic!("a status: {status}");
+    };
+    assert_refused(
+        &status,
+        Code::ResourceExhausted,
+        "more than the limit of 1000",
+    );
+    assert_eq!(
+        client.get(&alice).await.unwrap().unwrap(),
+        before,
+        "nothing changed"
+    );
+
+    // Deleting 9 fields of 50-byte names: 9 × (50 + 64) bytes of tombstones.
+    let names: Vec<String> = (0..9).map(|i| format!("{i:0>50}")).collect();
+    let deletes: Vec<(&str, Option<usize>)> = names.iter().map(|n| (n.as_str(), None)).collect();
+    let status = client
+        .sync_fields(&key("bob"), &field_write(1, &deletes))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Some(Code::ResourceExhausted), "{status}");
+    assert_eq!(
+        client.get(&key("bob")).await.unwrap(),
+        None,
+        "nothing created"
+    );
+
+    // At once: too large, small enough, and another document's.
+    let (mut c1, mut c2, mut c3) = (client.clone(), client.clone(), client.clone());
+    let (big, small, other) = (key("alice"), key("alice"), key("carol"));
+    let (big, small, other) = tokio::join!(
+        async move {
+            c1.sync_fields(&big, &field_write(4, &[("c", Some(400))]))
+                .await
+        },
+        async move {
+            c2.sync_fields(&small, &field_write(5, &[("d", Some(10))]))
+                .await
+        },
+        async move {
+            c3.sync_fields(&other, &field_write(1, &[("a", Some(400))]))
+                .await
+        },
+    );
+    assert_eq!(big.unwrap_err().code(), Some(Code::ResourceExhausted));
+    assert_eq!(small.unwrap().report.decision, Decision::Applied);
+    assert_eq!(other.unwrap().report.decision, Decision::Applied);
+    let stored = client.get(&alice).await.unwrap().unwrap();
+    let fields: Vec<&String> = stored.state.value.as_object().unwrap().keys().collect();
+    assert_eq!(fields, ["a", "b", "d"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_that_would_grow_a_document_past_the_limit_is_refused_in_sqlite() {
+    check_stored_size_cap(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_that_would_grow_a_document_past_the_limit_is_refused_in_postgres() {
+    check_stored_size_cap(Backend::Postgres).await;
 }

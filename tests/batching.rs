@@ -26,7 +26,10 @@ use settings_sync_protocol::{Decision, DocumentKey, MergeError, MergePolicy, Val
 use settings_sync_tests::fixtures::write;
 use settings_sync_tests::postgres;
 
-const POLICY: MergePolicy = MergePolicy { max_clock_jump: 3 };
+const POLICY: MergePolicy = MergePolicy {
+    max_clock_jump: 3,
+    ..MergePolicy::UNBOUNDED
+};
 
 async fn batched_store() -> PostgresStore {
     let url = postgres::fresh_database().await;

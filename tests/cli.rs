@@ -139,6 +139,119 @@ async fn delete_writes_a_stamped_tombstone_like_put_writes_a_value() {
     assert!(stored.state.value.is_tombstone());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_writes_named_fields_and_prints_each_fields_decision() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let endpoint = server.endpoint();
+    let patch = |extra: &[&str]| {
+        let mut args = vec!["patch", "acme", "alice", "alerts"];
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let ok = async |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = run(&endpoint, &args).await;
+        assert!(output.status.success(), "{output:?}");
+        stdout_json(&output).remove(0)
+    };
+
+    let first = ok(patch(&[
+        "--set",
+        "email=true",
+        "--set",
+        r#"airports=["SEA"]"#,
+    ]))
+    .await;
+    assert_eq!(first["decision"], "APPLIED");
+    assert_eq!(
+        first["field_decisions"],
+        json!({"airports": "APPLIED", "email": "APPLIED"})
+    );
+    assert_eq!(first["value"], json!({"airports": ["SEA"], "email": true}));
+    let stamp = first["stamp"].clone();
+    assert_eq!(first["field_stamps"]["email"], stamp);
+    assert_eq!(first["floor"], Value::Null);
+
+    // An old tab's edit of another field survives next to the newer ones.
+    let other = ok(patch(&[
+        "--set",
+        r#"theme="dark""#,
+        "--clock",
+        "1",
+        "--writer",
+        "old-tab",
+    ]))
+    .await;
+    assert_eq!(other["decision"], "APPLIED");
+    assert_eq!(
+        other["value"],
+        json!({"airports": ["SEA"], "email": true, "theme": "dark"})
+    );
+    // Its edit of a field written with a larger stamp is STALE, alone.
+    let stale = ok(patch(&[
+        "--set",
+        "email=false",
+        "--set",
+        "sound=1",
+        "--clock",
+        "1",
+        "--writer",
+        "old-tab2",
+    ]))
+    .await;
+    assert_eq!(stale["decision"], "STALE");
+    assert_eq!(
+        stale["field_decisions"],
+        json!({"email": "STALE", "sound": "APPLIED"})
+    );
+    assert_eq!(stale["value"]["email"], true);
+    assert_eq!(stale["value"]["sound"], 1);
+
+    // A fresh client's delete: past every clock, a field tombstone.
+    let deleted = ok(patch(&["--delete", "theme"])).await;
+    assert_eq!(deleted["field_decisions"], json!({"theme": "APPLIED"}));
+    assert!(deleted["value"].get("theme").is_none());
+    assert_eq!(deleted["field_stamps"]["theme"]["deleted"], true);
+    assert!(deleted["stamp"]["clock"].as_u64() > stamp["clock"].as_u64());
+    let got = run(&endpoint, &["get", "acme", "alice", "alerts"]).await;
+    assert_eq!(
+        stdout_json(&got)[0]["field_stamps"],
+        deleted["field_stamps"]
+    );
+
+    // The document holds a patch: a whole-document write is refused.
+    let put = run(&endpoint, &["put", "acme", "alice", "alerts", "{}"]).await;
+    assert_fails(&put, 4, "per-field");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_patch_exits_like_other_bad_input_and_changes_nothing() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let endpoint = server.endpoint();
+    let cases: [(&[&str], i32, &str); 6] = [
+        (&["--set", "email"], 2, "expected FIELD=JSON"),
+        (&["--set", "email={"], 2, "not valid JSON"),
+        (&["--set", "=1"], 2, "field names must be"),
+        (&["--set", "a=1", "--delete", "a"], 2, "edited twice"),
+        (&[], 2, "nothing to patch"),
+        (
+            &["--set", "a=1", "--clock", "0", "--writer", "tab"],
+            4,
+            "clock",
+        ),
+    ];
+    for (extra, code, what) in cases {
+        let mut args = vec!["patch", "acme", "alice", "alerts"];
+        args.extend_from_slice(extra);
+        assert_fails(&run(&endpoint, &args).await, code, what);
+    }
+    let too_large = format!("pad=\"{}\"", "x".repeat(70 * 1024));
+    let args = ["patch", "acme", "alice", "alerts", "--set", &too_large];
+    assert_fails(&run(&endpoint, &args).await, 4, "more than the limit");
+    let mut client = server.client().await;
+    assert_eq!(client.get(&key("alice")).await.unwrap(), None);
+}
+
 struct Watcher {
     // Killed when dropped (`kill_on_drop`).
     _child: Child,
@@ -252,7 +365,7 @@ async fn a_watch_the_server_refuses_exits_with_code_4_and_no_resume_hint() {
 
 #[test]
 fn help_shows_an_example_for_each_client_command_and_the_exit_codes() {
-    for command in ["get", "put", "delete", "query", "watch"] {
+    for command in ["get", "put", "delete", "patch", "query", "watch"] {
         let output = std::process::Command::new(server_binary())
             .args([command, "--help"])
             .output()

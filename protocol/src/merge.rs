@@ -42,12 +42,21 @@ pub struct MergePolicy {
     /// How far one write may move a document's clock forward. Without a
     /// bound, one client writing `i64::MAX` would pin the document forever.
     pub max_clock_jump: u64,
+    /// Largest stored size ([`FieldDocument::stored_size`]) a per-field
+    /// write may leave a field-merged document at. Every patch is within
+    /// the value limit on its own, but many can grow a document past what
+    /// one message can carry back; a whole-document write is held to the
+    /// value limit at the edge.
+    ///
+    /// [`FieldDocument::stored_size`]: crate::fields::FieldDocument::stored_size
+    pub max_stored_bytes: usize,
 }
 
 impl Default for MergePolicy {
     fn default() -> Self {
         MergePolicy {
             max_clock_jump: 1_000_000,
+            max_stored_bytes: 64 * 1024,
         }
     }
 }
@@ -56,6 +65,7 @@ impl MergePolicy {
     /// No bound at all: for model checks and differential tests.
     pub const UNBOUNDED: MergePolicy = MergePolicy {
         max_clock_jump: u64::MAX,
+        max_stored_bytes: usize::MAX,
     };
 
     /// The largest clock a write may carry over a document whose clock is `stored`.
@@ -89,6 +99,13 @@ pub enum MergeError {
         stored: Clock,
         max_jump: u64,
     },
+    /// A per-field write that would leave the document larger than the
+    /// policy's `max_stored_bytes`. Nothing changes; the caller may delete
+    /// fields, or write the document whole (which collects tombstones).
+    #[error(
+        "the merged document would be {size} bytes, more than the limit of {max}; delete fields or write the document whole"
+    )]
+    TooLarge { size: usize, max: usize },
 }
 
 /// Decides the outcome of `incoming` arriving at a document holding `stored`
@@ -210,7 +227,10 @@ mod tests {
 
     #[test]
     fn clock_jumps_are_bounded() {
-        let policy = MergePolicy { max_clock_jump: 10 };
+        let policy = MergePolicy {
+            max_clock_jump: 10,
+            ..MergePolicy::UNBOUNDED
+        };
         assert_eq!(
             merge(None, &write(10, "a", 1), policy),
             Ok(Decision::Applied)

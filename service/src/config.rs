@@ -45,6 +45,18 @@ pub enum Command {
         Like put, it reads the stored stamp first and writes past it, unless \
         --clock and --writer give the stamp.")]
     Delete(crate::cli::DeleteArgs),
+    /// Write named top-level fields of a document, as a per-field client
+    /// would (docs/protocol.md, "Per-field merge"), and print the outcome.
+    #[command(after_help = "Examples:\n  \
+        settings-sync patch acme alice alerts --set email=true --set 'airports=[\"SEA\"]'\n  \
+        settings-sync patch acme alice alerts --delete theme --clock 7 --writer my-tab\n\n\
+        Like put, it reads the stored document first and writes past its \
+        clock, unless --clock and --writer give the stamp. Each field is \
+        decided on its own (field_decisions). The first patch opts the \
+        document into per-field mode: whole-document writes (put, delete) \
+        are then refused (until a per-field client of the client crate writes \
+        the whole document; this CLI can not).")]
+    Patch(crate::cli::PatchArgs),
     /// List documents whose value contains a JSON fragment.
     #[command(
         after_help = "Example:\n  settings-sync query acme alerts '{\"airports\":[\"SEA\"]}'"
@@ -223,6 +235,7 @@ impl ServeArgs {
             },
             merge: MergePolicy {
                 max_clock_jump: self.max_clock_jump,
+                max_stored_bytes: self.max_document_bytes,
             },
             max_batch_keys: self.max_batch_keys,
         }

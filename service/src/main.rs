@@ -40,6 +40,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Get(get) => cli::get(get).await,
         Command::Put(put) => cli::put(put).await,
         Command::Delete(delete) => cli::delete(delete).await,
+        Command::Patch(patch) => cli::patch(patch).await,
         Command::Query(query) => cli::query(query).await,
         Command::Overrides(args) => cli::overrides(args).await,
         Command::Reapply(args) => cli::reapply(args).await,

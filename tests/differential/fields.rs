@@ -46,6 +46,7 @@ const EDGES: &[&str] = &[
     "a v1 write merged",
     "same stamp, other content",
     "clock jump refused",
+    "stored size over the limit refused",
     "an empty patch",
     "equal clocks, other writers",
 ];
@@ -87,7 +88,12 @@ impl std::fmt::Debug for Step {
             }) => format!("patch {p:?}"),
         };
         let jump = self.policy.max_clock_jump;
-        write!(f, "{} {what} (max jump {jump})", self.write.stamp())
+        let size = self.policy.max_stored_bytes;
+        write!(
+            f,
+            "{} {what} (max jump {jump}, max size {size})",
+            self.write.stamp()
+        )
     }
 }
 
@@ -167,7 +173,15 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
     ];
     let policy = prop_oneof![
         3 => Just(MergePolicy::UNBOUNDED),
-        1 => (0..=4u64).prop_map(|max_clock_jump| MergePolicy { max_clock_jump }),
+        1 => (0..=4u64).prop_map(|max_clock_jump| MergePolicy {
+            max_clock_jump,
+            ..MergePolicy::UNBOUNDED
+        }),
+        // Around the stored size of a few fields and tombstones.
+        1 => (10..=150usize).prop_map(|max_stored_bytes| MergePolicy {
+            max_stored_bytes,
+            ..MergePolicy::UNBOUNDED
+        }),
     ];
     prop::collection::vec((raw, body, policy), 1..=7).prop_map(|raws| {
         let mut steps: Vec<Step> = Vec::new();
@@ -279,6 +293,7 @@ fn exercised(before: &FieldDocument, step: &Step, want: &Answer) -> Vec<&'static
         Ok((Decision::Unchanged, ..)) => "UNCHANGED",
         Err(MergeError::ConflictingContent(_)) => "same stamp, other content",
         Err(MergeError::ClockJump { .. }) => "clock jump refused",
+        Err(MergeError::TooLarge { .. }) => "stored size over the limit refused",
         Err(MergeError::FieldMerged) => "a v1 write refused: the document holds a patch",
     }];
     if let Ok((_, fields, _)) = want {

@@ -21,11 +21,16 @@
 //! - [`browsers`]: simulated browsers, and the planted bugs they must catch.
 //! - [`causal`]: causal bookkeeping and the checks of the properties.
 //! - [`simulation`]: runs a sequence against real servers, under proptest.
+//! - [`field_browsers`], [`field_simulation`]: the same in the opt-in
+//!   per-field mode: patches and whole writes of per-field browsers, and
+//!   the per-field checks.
 
 pub mod browsers;
 pub mod causal;
 pub mod certs;
 pub mod cluster;
+pub mod field_browsers;
+pub mod field_simulation;
 pub mod fixtures;
 pub mod grpc_web;
 pub mod linearizable;

@@ -29,7 +29,9 @@ pub struct FieldReport {
 /// Decides what `incoming` does to `stored`. Refuses (changing nothing) a
 /// field stored under the same stamp with other content, and a clock more
 /// than the policy's jump past the document's clock when anything would
-/// apply; a write that is stale everywhere is never refused for its clock.
+/// apply; a write that is stale everywhere is never refused for its clock;
+/// and a write that would change the document and leave it over the
+/// policy's stored size.
 pub fn merge(
     stored: &FieldDocument,
     incoming: &FieldWrite,
@@ -68,6 +70,14 @@ pub fn merge(
             stored: document_clock,
             max_jump: policy.max_clock_jump,
         });
+    }
+    if policy.max_stored_bytes < usize::MAX {
+        let next = stored.join_write(incoming);
+        let size = next.stored_size();
+        if size > policy.max_stored_bytes && next != *stored {
+            let max = policy.max_stored_bytes;
+            return Err(MergeError::TooLarge { size, max });
+        }
     }
     Ok(FieldReport { decision, fields })
 }

@@ -14,6 +14,10 @@ use std::collections::BTreeMap;
 
 use crate::{Stamp, Value, Versioned};
 
+/// What a field tombstone counts in [`FieldDocument::stored_size`] besides
+/// its name: the most a writer id takes (64 bytes).
+pub const TOMBSTONE_BYTES: usize = 64;
+
 /// The fields a patch sets or deletes, by top-level name.
 pub type Patch = BTreeMap<String, FieldOp>;
 
@@ -174,6 +178,19 @@ impl FieldDocument {
             return Value::TOMBSTONE;
         }
         Value::object(live)
+    }
+
+    /// The size a store counts against its limit: the merged value's
+    /// compact JSON text (`Value::canonical`), plus, for each field
+    /// tombstone, its name and [`TOMBSTONE_BYTES`]. A tombstone has no
+    /// value but is kept (and sent with the document) until a whole write
+    /// collects it, so it must count; the constant stands for its stamp.
+    pub fn stored_size(&self) -> usize {
+        let tombstones: usize = (self.fields.iter())
+            .filter(|(_, entry)| entry.value.is_none())
+            .map(|(name, _)| name.len() + TOMBSTONE_BYTES)
+            .sum();
+        self.value().canonical().len() + tombstones
     }
 
     /// The merged value with the document's stamp, as a whole-document

@@ -359,7 +359,10 @@ fn the_same_stamp_with_other_content_is_refused_per_field() {
 
 #[test]
 fn clock_jumps_are_bounded_against_the_document_clock() {
-    let policy = MergePolicy { max_clock_jump: 10 };
+    let policy = MergePolicy {
+        max_clock_jump: 10,
+        ..MergePolicy::UNBOUNDED
+    };
     let stored = FieldDocument::new().join_write(&patch(stamp(5, "a"), &[("x", Some(1))]));
     let far = patch(stamp(16, "a"), &[("y", Some(1))]);
     assert!(matches!(
@@ -398,4 +401,58 @@ fn a_replica_keeps_its_newer_field_against_a_late_reply_and_confirms_its_writes(
     assert_eq!(replica.observe(&remote), ["y".to_string()]);
     assert!(replica.unconfirmed().is_empty());
     assert_eq!(replica.edit(edit(&[])).stamp, stamp(3, "me"));
+}
+
+#[test]
+fn the_stored_size_counts_the_merged_value_and_each_tombstone() {
+    let doc = fold(&[
+        patch(stamp(1, "a"), &[("x", Some(1)), ("gone", None)]),
+        patch(stamp(2, "a"), &[("y", Some(22))]),
+    ]);
+    // {"x":1,"y":22} is 14 bytes; the tombstone "gone", 4 + 64.
+    assert_eq!(doc.stored_size(), 14 + 4 + TOMBSTONE_BYTES);
+    // A whole write above every field collects the tombstone.
+    let whole_doc = doc.join_write(&whole(stamp(3, "a"), json!({})));
+    assert_eq!(whole_doc.stored_size(), 2);
+    assert_eq!(FieldDocument::new().stored_size(), "null".len());
+}
+
+#[test]
+fn a_write_that_would_grow_the_document_past_the_stored_size_is_refused() {
+    let stored = fold(&[patch(stamp(1, "a"), &[("x", Some(1))])]); // {"x":1}: 7
+    let policy = MergePolicy {
+        max_stored_bytes: 13,
+        ..MergePolicy::UNBOUNDED
+    };
+    let grows = patch(stamp(2, "a"), &[("y", Some(10))]); // {"x":1,"y":10}: 14
+    assert_eq!(
+        merge(&stored, &grows, policy),
+        Err(MergeError::TooLarge { size: 14, max: 13 })
+    );
+    let fits = patch(stamp(2, "a"), &[("y", Some(1))]); // 13
+    assert_eq!(
+        merge(&stored, &fits, policy).unwrap().decision,
+        Decision::Applied
+    );
+    // Over the limit already (a lower limit): a write that changes nothing
+    // is never refused for size; one that changes it is, even if smaller.
+    let tight = MergePolicy {
+        max_stored_bytes: 3,
+        ..policy
+    };
+    let stale = patch(stamp(1, "0"), &[("x", Some(2))]);
+    assert_eq!(
+        merge(&stored, &stale, tight).unwrap().decision,
+        Decision::Stale
+    );
+    let replay = patch(stamp(1, "a"), &[("x", Some(1))]);
+    assert_eq!(
+        merge(&stored, &replay, tight).unwrap().decision,
+        Decision::Unchanged
+    );
+    let delete = patch(stamp(3, "a"), &[("x", None)]); // null and a tombstone
+    assert!(matches!(
+        merge(&stored, &delete, tight),
+        Err(MergeError::TooLarge { .. })
+    ));
 }

@@ -24,5 +24,6 @@ mod laws;
 pub use decide::{FieldReport, merge};
 pub use document::{
     Change, FieldDocument, FieldEntry, FieldOp, FieldWrite, Floor, NotJoinForm, Patch,
+    TOMBSTONE_BYTES,
 };
 pub use replica::{FieldReplica, adopt, confirmed};

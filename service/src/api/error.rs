@@ -116,6 +116,7 @@ impl ApiError {
             }
             ApiError::Store(StoreError::Merge(MergeError::ClockJump { .. })) => Class::ClockJump,
             ApiError::Store(StoreError::Merge(MergeError::FieldMerged)) => Class::FieldMerged,
+            ApiError::Store(StoreError::Merge(MergeError::TooLarge { .. })) => Class::TooLarge,
             ApiError::Store(StoreError::Compacted { .. }) => Class::OutOfRange,
             ApiError::Store(StoreError::Unavailable(_)) => Class::Unavailable,
             ApiError::Store(StoreError::Conflict(_)) => Class::Conflict,

@@ -5,16 +5,19 @@
 
 pub mod exit;
 pub mod health;
+pub mod patch;
 pub mod watch;
 
 use clap::Args;
 use settings_sync_client::{Client, LocalDocument};
+use settings_sync_protocol::fields::FieldDocument;
 use settings_sync_protocol::{
     Clock, Document, DocumentKey, Stamp, Value, ValueLimits, Versioned, WriterId,
 };
 
 pub use exit::{CliError, EXIT_CODES, Exit};
 pub use health::{HealthArgs, health};
+pub use patch::{PatchArgs, patch};
 pub use watch::{WatchArgs, watch};
 
 #[derive(Debug, Clone, Args)]
@@ -271,11 +274,41 @@ pub async fn query(args: QueryArgs) -> Result<(), CliError> {
 
 pub(crate) fn document_json(document: &Document) -> serde_json::Value {
     let updated_at: chrono::DateTime<chrono::Utc> = document.updated_at.into();
-    serde_json::json!({
+    let mut out = serde_json::json!({
         "key": document.key.to_string(),
         "value": document.state.value.to_json(),
         "stamp": { "clock": document.state.stamp.clock.get(), "writer": document.state.stamp.writer.as_str() },
         "revision": document.revision,
         "updated_at": updated_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    })
+    });
+    if let Some(fields) = &document.fields {
+        add_registers(&mut out, fields);
+    }
+    out
+}
+
+/// A field-merged document's registers: `floor`, the last whole-document
+/// write (`null` if none), and `field_stamps`, each listed field's stamp;
+/// `"deleted": true` marks a field tombstone, or a floor that deleted the
+/// document.
+fn add_registers(out: &mut serde_json::Value, fields: &FieldDocument) {
+    let register = |s: &Stamp, deleted: bool| {
+        let mut json = serde_json::json!({ "clock": s.clock.get(), "writer": s.writer.as_str() });
+        if deleted {
+            json["deleted"] = true.into();
+        }
+        json
+    };
+    out["floor"] = (fields.floor())
+        .map(|floor| register(&floor.stamp, floor.deleted))
+        .into();
+    out["field_stamps"] = (fields.entries())
+        .map(|(name, entry)| {
+            (
+                name.to_owned(),
+                register(&entry.stamp, entry.value.is_none()),
+            )
+        })
+        .collect::<serde_json::Map<String, serde_json::Value>>()
+        .into();
 }

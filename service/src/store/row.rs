@@ -157,6 +157,11 @@ pub(super) fn jump_param(max_clock_jump: u64) -> i64 {
     i64::try_from(max_clock_jump).unwrap_or(i64::MAX)
 }
 
+/// A stored size limit as a bigint parameter (`usize::MAX`: none).
+pub(super) fn size_param(max_stored_bytes: usize) -> i64 {
+    i64::try_from(max_stored_bytes).unwrap_or(i64::MAX)
+}
+
 /// A tenant's changes after revision `after`, at most `limit`, read in
 /// `tx`: a read transaction the store opened, so both reads see its one
 /// snapshot and compaction can not slip between them. Refused when those

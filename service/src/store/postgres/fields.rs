@@ -1,4 +1,5 @@
-//! A per-field write as the `merge_fields` function (migration 0002) takes
+//! A per-field write as the `merge_fields` function (migrations 0002 and
+//! 0003, which adds the stored size cap) takes
 //! it, and its answer back as protocol types. The function runs the rules
 //! of `protocol/src/fields` in one statement, so that a request is one
 //! round trip and atomic under any number of replicas; the differential
@@ -15,13 +16,14 @@ use crate::store::{FieldOutcome, StoreError};
 
 pub(super) const MERGE_FIELDS: &str = "SELECT refusal, stored_clock, decision, field_decisions,
     tenant, owner, name, value, clock, writer, revision, updated_at, field_stamps
-    FROM merge_fields($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10, $11)";
+    FROM merge_fields($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10, $11, $12)";
 
 /// The combined statement: one answer row per write, `ord` its position
 /// (from 1) in the arrays.
 pub(super) const MERGE_FIELDS_MANY: &str = "SELECT ord, refusal, stored_clock, decision,
     field_decisions, tenant, owner, name, value, clock, writer, revision, updated_at, field_stamps
-    FROM merge_fields_many($1, $2, $3, $4, $5, $6, $7::jsonb[], $8::jsonb[], $9::jsonb[], $10, $11)";
+    FROM merge_fields_many($1, $2, $3, $4, $5, $6, $7::jsonb[], $8::jsonb[], $9::jsonb[], $10, $11,
+        $12)";
 
 /// The write's parameters: a whole document, or a patch's sets and deletes.
 pub(super) struct WireWrite {
@@ -105,6 +107,16 @@ impl FieldMergeRow {
                     incoming: write.stamp.clock,
                     stored: Clock::try_from(stored).map_err(|e| bad(&e.to_string()))?,
                     max_jump: policy.max_clock_jump,
+                }
+                .into());
+            }
+            Some("too_large") => {
+                let size = self
+                    .stored_clock
+                    .ok_or_else(|| bad("too large without a size"))?;
+                return Err(MergeError::TooLarge {
+                    size: usize::try_from(size).map_err(|e| bad(&e.to_string()))?,
+                    max: policy.max_stored_bytes,
                 }
                 .into());
             }

@@ -14,7 +14,8 @@ use super::fields::{
 };
 use crate::store::overrides::{Columns, OverrideRow, before_param, limit_param, list_columns};
 use crate::store::row::{
-    self, Row, jump_param, merge_on_conflict, proposed_if, row_columns, stored_columns, value_param,
+    self, Row, jump_param, merge_on_conflict, proposed_if, row_columns, size_param, stored_columns,
+    value_param,
 };
 use crate::store::{FieldOutcome, GuardedWrite, Override, QuerySpec, StoreError, may_create};
 use crate::telemetry::db::DbSystem;
@@ -271,6 +272,7 @@ impl Statements {
             .bind(bound.deletes)
             .bind(jump_param(policy.max_clock_jump))
             .bind(Utc::now())
+            .bind(size_param(policy.max_stored_bytes))
             .fetch_one(&self.pool)
             .instrument(DB.statement("SELECT merge_fields", MERGE_FIELDS))
             .await?;
@@ -403,6 +405,7 @@ impl Statements {
             .bind(deletes)
             .bind(jump_param(policy.max_clock_jump))
             .bind(Utc::now())
+            .bind(size_param(policy.max_stored_bytes))
             .fetch_all(&self.pool)
             .instrument(DB.statement("SELECT merge_fields_many", MERGE_FIELDS_MANY))
             .await?;

@@ -29,7 +29,10 @@ use crate::store::StoreError;
 
 type Answer = Result<(Decision, Versioned), StoreError>;
 
-const POLICY: MergePolicy = MergePolicy { max_clock_jump: 3 };
+const POLICY: MergePolicy = MergePolicy {
+    max_clock_jump: 3,
+    ..MergePolicy::UNBOUNDED
+};
 
 /// A fresh database in the cluster `scripts/postgres.sh` started.
 async fn fresh_database() -> String {
