@@ -15,7 +15,12 @@
 # also go to load/examples/grpc_ceiling.rs, which answers them from memory:
 # what gRPC alone sustains on these cores, with no store. Last, 10,000
 # idle Watch streams are opened on one replica and its memory per stream
-# is read from /proc. Figures go to docs/performance.{json,csv,svg}.
+# is read from /proc. Then etcd, side by side (BENCH_ETCD=0 skips it): per
+# concurrency one fresh member of the etcd the operator's tests run, driven
+# by etcd's own benchmark tool: a compare-and-put Txn on mod_revision
+# against Sync, linearizable and serializable ranges against Get, and a
+# watch fan-out (docs/performance.md, "etcd side by side").
+# Figures go to docs/performance.{json,csv,svg}.
 # Not part of scripts/test.sh: it is a measurement, not a check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
