@@ -129,7 +129,7 @@ def write_svg(points, path):
     w, h = 420, 260
     # Watch fan-out (etcd only) is in the table and the JSON, not plotted.
     points = [p for p in points if p["kind"] in ("sync", "get")]
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * w}" height="{2 * h + 56}" '
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * w}" height="{2 * h + 66}" '
              'font-family="sans-serif" font-size="11">',
              '<rect width="100%" height="100%" fill="white"/>']
     parts += svg_panel(points, "sync", "throughput", 0, 0, w, h, "Sync: calls/s vs concurrency", False)
@@ -139,12 +139,12 @@ def write_svg(points, path):
     labels = {"service": "service (batched)", "unbatched": "service --batch-max 1",
               "patch": "service, per-field patches (Sync)",
               "pgbench": "pgbench, same SQL", "ceiling": "gRPC alone, no store (Get)",
-              "etcd": "etcd: CAS txn (Sync), linearizable range (Get)",
+              "etcd": "etcd: CAS txn (Sync), linearizable range",
               "etcd-serializable": "etcd: serializable range (Get)"}
     shown = [(series, color) for series, color in SERIES_STYLE.items()
              if any(p["series"] == series for p in points)]
     for i, (series, color) in enumerate(shown):
-        x, y = 10 + (i % 4) * 210, 2 * h + 14 + (i // 4) * 16
+        x, y = 10 + (i % 3) * 280, 2 * h + 14 + (i // 3) * 16
         parts.append(f'<rect x="{x}" y="{y}" width="14" height="4" fill="{color}"/>')
         parts.append(f'<text x="{x + 18}" y="{y + 6}">{labels[series]}</text>')
     parts.append("</svg>")
