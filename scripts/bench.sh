@@ -238,7 +238,7 @@ if [ "$ETCD_PHASE" = 1 ]; then
     # (the member's local state).
     etcd_point etcd get "$c" range $'\x02' $'\x03' --limit 1 --consistency l
     etcd_point etcd-serializable get "$c" range $'\x02' $'\x03' --limit 1 --consistency s
-    # Sync: read a random key, then Txn(If mod_revision(k) == read, Then
+    # Sync: read a random key (serializable), then Txn(If mod_revision(k) == read, Then
     # Put(k, v)), retried from the read when the compare fails.
     etcd_point etcd sync "$c" stm --isolation r --keys "$DOCUMENTS" --keys-per-txn 1 \
       --txn-wr-percent 100 --val-size "$VALUE_SIZE"
