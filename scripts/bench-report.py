@@ -5,6 +5,8 @@ summary with the ratios service/pgbench, a CSV, and an SVG plot.
   bench-report.py pgbench KIND C PGBENCH_OUTPUT LOG...   -> one JSON line
   bench-report.py load KIND C LOAD_JSON SERIES           -> one JSON line
   bench-report.py watch WATCH_JSON                       -> one JSON line
+  bench-report.py etcd SERIES KIND C BENCHMARK_OUTPUT    -> one JSON line
+  bench-report.py etcd-rate BENCHMARK_OUTPUT             -> its requests/s, an integer
   bench-report.py summary RESULTS_JSONL OUT_DIR CORES    -> files + table
 """
 
@@ -38,6 +40,37 @@ def pgbench_point(kind, c, output, logs):
     }
 
 
+def etcd_summary(path):
+    """The last summary printed by etcd's benchmark tool (tools/benchmark,
+    pkg/report): for watch-latency, the watch events' summary, which comes
+    after the puts'. Returns requests/s, the latency percentiles in ms, the
+    slowest in ms and the error distribution."""
+    text = open(path).read()
+    section = text.rsplit("Summary:", 1)[-1] if "Summary:" in text else ""
+    if "Watch events summary:" in text:
+        section = text.split("Watch events summary:", 1)[1]
+    rps = re.search(r"Requests/sec:\s+([0-9.e+-]+)", section)
+    if not rps:
+        sys.exit(f"no summary in the etcd benchmark output {path}:\n{text[-2000:]}")
+    pct = {float(q): float(v) * 1000.0
+           for q, v in re.findall(r"^\s+([0-9.]+)% in ([0-9.e+-]+) secs", section, re.M)}
+    slowest = re.search(r"Slowest:\s+([0-9.e+-]+) secs", section)
+    # "Error distribution:" then one "  [count]\terror" line per error.
+    errors = {}
+    if "Error distribution:" in section:
+        for count, message in re.findall(r"^\s+\[(\d+)\]\s+(.*)$", section.split("Error distribution:", 1)[1], re.M):
+            errors[message.strip()[:120]] = int(count)
+    return float(rps.group(1)), pct, float(slowest.group(1)) * 1000.0 if slowest else None, errors
+
+
+def etcd_point(series, kind, c, path):
+    rps, pct, slowest, errors = etcd_summary(path)
+    return {
+        "series": series, "kind": kind, "concurrency": int(c), "throughput": rps,
+        "p50_ms": pct.get(50.0), "p99_ms": pct.get(99.0), "max_ms": slowest, "errors": errors,
+    }
+
+
 def load_point(kind, c, path, series):
     report = json.load(open(path))
     latency = report[kind] or {}
@@ -51,7 +84,8 @@ def load_point(kind, c, path, series):
 
 
 SERIES_STYLE = {"service": "#1f77b4", "unbatched": "#9467bd", "patch": "#2ca02c",
-                "pgbench": "#d62728", "ceiling": "#7f7f7f"}
+                "pgbench": "#d62728", "ceiling": "#7f7f7f", "etcd": "#ff7f0e",
+                "etcd-serializable": "#8c564b"}
 
 
 def svg_panel(points, kind, metric, x0, y0, w, h, title, log_y):
@@ -93,7 +127,9 @@ def svg_panel(points, kind, metric, x0, y0, w, h, title, log_y):
 
 def write_svg(points, path):
     w, h = 420, 260
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * w}" height="{2 * h + 40}" '
+    # Watch fan-out (etcd only) is in the table and the JSON, not plotted.
+    points = [p for p in points if p["kind"] in ("sync", "get")]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * w}" height="{2 * h + 66}" '
              'font-family="sans-serif" font-size="11">',
              '<rect width="100%" height="100%" fill="white"/>']
     parts += svg_panel(points, "sync", "throughput", 0, 0, w, h, "Sync: calls/s vs concurrency", False)
@@ -102,10 +138,15 @@ def write_svg(points, path):
     parts += svg_panel(points, "get", "p99_ms", w, h, w, h, "Get: p99 ms (log) vs concurrency", True)
     labels = {"service": "service (batched)", "unbatched": "service --batch-max 1",
               "patch": "service, per-field patches (Sync)",
-              "pgbench": "pgbench, same SQL", "ceiling": "gRPC alone, no store (Get)"}
-    for i, (series, color) in enumerate(SERIES_STYLE.items()):
-        parts.append(f'<rect x="{10 + i * 166}" y="{2 * h + 14}" width="14" height="4" fill="{color}"/>')
-        parts.append(f'<text x="{28 + i * 166}" y="{2 * h + 20}">{labels[series]}</text>')
+              "pgbench": "pgbench, same SQL", "ceiling": "gRPC alone, no store (Get)",
+              "etcd": "etcd: CAS txn (Sync), linearizable range",
+              "etcd-serializable": "etcd: serializable range (Get)"}
+    shown = [(series, color) for series, color in SERIES_STYLE.items()
+             if any(p["series"] == series for p in points)]
+    for i, (series, color) in enumerate(shown):
+        x, y = 10 + (i % 3) * 280, 2 * h + 14 + (i // 3) * 16
+        parts.append(f'<rect x="{x}" y="{y}" width="14" height="4" fill="{color}"/>')
+        parts.append(f'<text x="{x + 18}" y="{y + 6}">{labels[series]}</text>')
     parts.append("</svg>")
     open(path, "w").write("\n".join(parts) + "\n")
 
@@ -134,6 +175,13 @@ def summary(results, out_dir, cores):
             ceiling = find("ceiling", kind, c)
             if ceiling and base and base["throughput"]:
                 row[f"{kind}_ratio_ceiling"] = ceiling["throughput"] / base["throughput"]
+            # service / etcd: Sync against a compare-and-put transaction,
+            # Get against a linearizable and a serializable range.
+            for series, key in (("etcd", "etcd"), ("etcd-serializable", "etcd_serializable")):
+                other = find(series, kind, c)
+                if other and svc and other["throughput"]:
+                    row[f"{kind}_ratio_{key}"] = svc["throughput"] / other["throughput"]
+                    row[f"{kind}_{key}_p99_ms"] = other["p99_ms"]
         ratios.append(row)
     figures = {"cores": int(cores), "points": points, "ratios": ratios, "watch": watch}
     json.dump(figures, open(f"{out_dir}/performance.json", "w"), indent=1)
@@ -165,6 +213,27 @@ def summary(results, out_dir, cores):
             print(f"{c:>3} {find('patch', 'sync', c)['throughput']:>13.0f} "
                   f"{find('service', 'sync', c)['throughput']:>13.0f} "
                   f"{row['sync_patch_ratio_whole']:>12.2f} {row['sync_patch_p99_ms'] or 0:>13.2f}")
+    etcd_rows = [p for p in points if p["series"].startswith("etcd")]
+    if etcd_rows:
+        print(f"{'c':>3} {'kind':<5} {'service/s':>10} {'etcd/s':>9} {'svc/etcd':>9} {'etcd p99':>9} "
+              f"{'etcd ser/s':>11} {'svc/ser':>8} {'ser p99':>8}")
+        for kind in ("sync", "get"):
+            for row in ratios:
+                c = row["concurrency"]
+                svc, lin, ser = find("service", kind, c), find("etcd", kind, c), find("etcd-serializable", kind, c)
+                if not (lin or ser):
+                    continue
+                def g(p, key, fmt):
+                    return format(p[key], fmt) if p and p.get(key) is not None else "-"
+                def r(key):
+                    return format(row[key], ".2f") if key in row else "-"
+                print(f"{c:>3} {kind:<5} {g(svc, 'throughput', '.0f'):>10} {g(lin, 'throughput', '.0f'):>9} "
+                      f"{r(f'{kind}_ratio_etcd'):>9} {g(lin, 'p99_ms', '.2f'):>9} "
+                      f"{g(ser, 'throughput', '.0f'):>11} {r(f'{kind}_ratio_etcd_serializable'):>8} "
+                      f"{g(ser, 'p99_ms', '.2f'):>8}")
+        for p in sorted((p for p in etcd_rows if p["kind"] == "watch"), key=lambda p: p["concurrency"]):
+            print(f"{p['concurrency']:>3} etcd watch fan-out: {p['throughput']:.0f} events/s, "
+                  f"p50 {p['p50_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms (put reply to event)")
     if watch:
         per = watch.get("bytes_per_stream")
         print(f"watch: {watch['streams_open']}/{watch['streams_requested']} idle streams open, "
@@ -181,6 +250,10 @@ def main(argv):
         print(json.dumps(load_point(argv[2], argv[3], argv[4], argv[5])))
     elif mode == "watch":
         print(json.dumps(dict(json.load(open(argv[2])), series="watch")))
+    elif mode == "etcd":
+        print(json.dumps(etcd_point(argv[2], argv[3], argv[4], argv[5])))
+    elif mode == "etcd-rate":
+        print(max(1, int(etcd_summary(argv[2])[0])))
     elif mode == "summary":
         summary(argv[2], argv[3], argv[4])
     else:
