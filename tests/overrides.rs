@@ -20,7 +20,10 @@ use settings_sync_protocol::{DocumentKey, MergePolicy, Stamp, Versioned, merge};
 use settings_sync_tests::fixtures::write;
 use settings_sync_tests::postgres;
 
-const POLICY: MergePolicy = MergePolicy { max_clock_jump: 4 };
+const POLICY: MergePolicy = MergePolicy {
+    max_clock_jump: 4,
+    ..MergePolicy::UNBOUNDED
+};
 
 /// (field, losing stamp) → (value, winner, kind): what the log says of a
 /// document, one entry per losing write (and field).

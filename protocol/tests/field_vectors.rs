@@ -24,7 +24,10 @@ const WRITERS: [&str; 3] = ["a", "b", "B"];
 const MERGE_CASES: usize = 150;
 const REPLICA_CASES: usize = 40;
 /// Small, so some writes are refused for their clock.
-const POLICY: MergePolicy = MergePolicy { max_clock_jump: 6 };
+const POLICY: MergePolicy = MergePolicy {
+    max_clock_jump: 6,
+    ..MergePolicy::UNBOUNDED
+};
 
 /// A small deterministic generator (xorshift64*): the file must not change
 /// from one run to the next.
