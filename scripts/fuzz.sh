@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target in fuzz/ for a while each (default 20 s):
 # request decoding + validation as the service does it, and JSON values.
-#   scripts/fuzz.sh [seconds-per-target]
+#   scripts/fuzz.sh [seconds-per-target] [--dev]
+# --dev builds the targets without optimizations: a build several minutes
+# shorter, for the suite's brief smoke run (scripts/test.sh); long runs want
+# the optimized default, which executes many more inputs per second.
 # Needs the nightly toolchain and cargo-fuzz; installs them if missing, and
 # fails (saying exactly what is missing) when they cannot be installed: a
 # fuzz run that silently did not happen would look like a passing one.
@@ -11,6 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-20}
+profile=()
+if [ "${2:-}" = "--dev" ]; then profile=(--dev); fi
 
 cannot_run() {
   echo "fuzz.sh: FAILED: $*" >&2
@@ -39,7 +44,7 @@ for target in $targets; do
   [ -d "fuzz/seeds/$target" ] && seeds=("fuzz/seeds/$target")
   log="$CARGO_TARGET_DIR/fuzz-$target.log"
   mkdir -p "$CARGO_TARGET_DIR"
-  if ! cargo +nightly fuzz run "$target" "fuzz/corpus/$target" "${seeds[@]}" -- \
+  if ! cargo +nightly fuzz run "${profile[@]}" "$target" "fuzz/corpus/$target" "${seeds[@]}" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 >"$log" 2>&1; then
     tail -n 60 "$log" >&2
     echo "fuzz.sh: $target FAILED (the input is under fuzz/artifacts/$target)" >&2

@@ -39,5 +39,6 @@ scripts/k8s-e2e.sh
 # The browser client: typecheck, lint, unit tests and the suite in real
 # Chromium against the server binary (installs Node's packages and Chromium).
 scripts/web-test.sh
-# The cargo-fuzz targets, briefly (nightly; fails, saying why, if it can not run them).
-scripts/fuzz.sh "${SETTINGS_SYNC_FUZZ_SECONDS:-5}"
+# The cargo-fuzz targets, briefly and unoptimized (nightly; fails, saying
+# why, if it can not run them).
+scripts/fuzz.sh "${SETTINGS_SYNC_FUZZ_SECONDS:-5}" --dev
