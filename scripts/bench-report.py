@@ -242,6 +242,11 @@ def summary(results, out_dir, cores):
               f"{(per / 1024 if per else 0):.1f} KiB per stream")
 
 
+def failed_points(results):
+    rows = [json.loads(line) for line in open(results) if line.strip()]
+    return [r for r in rows if r["series"] != "watch" and sum((r.get("errors") or {}).values())]
+
+
 def main(argv):
     mode = argv[1]
     if mode == "pgbench":
@@ -256,6 +261,14 @@ def main(argv):
         print(max(1, int(etcd_summary(argv[2])[0])))
     elif mode == "summary":
         summary(argv[2], argv[3], argv[4])
+        failed = failed_points(argv[2])
+        if failed:
+            # A point whose calls failed measured the failure path, not the
+            # system: the figures are written, but the run fails.
+            for p in failed:
+                print(f"bench: {p['series']} {p['kind']} at {p['concurrency']} clients: "
+                      f"failed calls {p['errors']}", file=sys.stderr)
+            sys.exit(1)
     else:
         sys.exit(__doc__)
 

@@ -44,7 +44,9 @@ impl SettingsSync for Fixed {
                     writer: "load".into(),
                 }),
                 revision: 1,
-                updated_at: None,
+                // A document without it is malformed: the load tool would
+                // count every answer as an error.
+                updated_at: Some(std::time::SystemTime::UNIX_EPOCH.into()),
                 ..Default::default()
             }),
         }))
